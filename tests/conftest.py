@@ -1,0 +1,28 @@
+"""Shared fixtures: tiny real datasets in the layout of ../shared/data (or from scikit-image samples)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """Zips of a few real images per class and split: cifar10 (8/class), imagenette (6/class),
+    flowers102 (1/class per official split, with its splits csv), celeba (16), at 32 px."""
+    import data
+    root = tmp_path_factory.mktemp("tiny_data")
+    sizes = {"cifar10": 8, "imagenette": 6, "flowers102": 1, "celeba": 16}
+    return {k: data.make_test_dataset(k, root / f"{k}.zip", n_per_class=n, image_size=32)
+            for k, n in sizes.items()}
+
+
+@pytest.fixture(scope="session")
+def decode_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("decoded")
