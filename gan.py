@@ -100,17 +100,23 @@ def get_args_parser(add_help: bool = True) -> argparse.ArgumentParser:
 
 # ------------------------------------------------------------------------------------------- data
 
+def load_split(dataset, split, data_dir, image_size, download_root, cache_dir, progress=True) -> data.ImageSet:
+    """The whole split, grayscale, in file order (gan_test.py reads the same split for its held-out faces)."""
+    try:
+        return data.load_images(dataset, split, data_dir=data_dir, image_size=image_size, grayscale=True,
+                                download_root=download_root, cache_dir=str(Path(cache_dir) / "decoded"),
+                                progress=progress)
+    except data.DataError as e:
+        raise GanError(str(e)) from None
+
+
 def load_faces(args) -> tuple:
     """The split's images (uint8) and the index range trained on: ``(images, n_train, source)``.
 
     Training uses ``images[:n_train]``; the last ``holdout`` images are reserved for evaluation.
     """
-    try:
-        imgs = data.load_images(args.dataset, args.split, data_dir=args.data_dir, image_size=args.image_size,
-                                grayscale=True, download_root=args.download_root,
-                                cache_dir=str(Path(args.cache_dir) / "decoded"), progress=not args.no_progress)
-    except data.DataError as e:
-        raise GanError(str(e)) from None
+    imgs = load_split(args.dataset, args.split, args.data_dir, args.image_size, args.download_root, args.cache_dir,
+                      not args.no_progress)
     n_all = len(imgs)
     avail = n_all - args.holdout
     if avail < 1:
@@ -172,7 +178,13 @@ def build_discriminator(m: dict) -> nn.Module:
 
 
 def generate(G: nn.Module, z: torch.Tensor) -> tuple:
-    """Images in [-1, 1]-ish (B, C, H, W) and, for a band generator, the components (else None)."""
+    """Images (B, C, H, W) and, for a band generator, the components (else None).
+
+    The generator runs in training mode, i.e. its batch norm uses the statistics of the batch ``z``, as in
+    the DCGAN reference: early in training the running averages lag far behind (they start at mean 0,
+    variance 1 while the activations are O(0.02)), and eval mode then yields flat grey images.
+    """
+    G.train()
     out = G(z)
     return out if isinstance(out, tuple) else (out, None)
 
@@ -411,7 +423,6 @@ def main(args) -> dict:
             records.append(ep)
             print(f"{args.mode} {name} epoch {epoch + 1}: loss_D {ep['loss_d']:.3f} loss_G {ep['loss_g']:.3f} "
                   f"D(x) {ep['d_real']:.3f} D(G(z)) {ep['d_fake']:.3f}  {len(batches)} steps in {seconds:.1f} s")
-            G.eval()
             with torch.no_grad():
                 img, cmp = generate(G, fixed_noise.to(device))
             save_grid(img.cpu(), out / f"samples_{name}_e{state['epoch']:03d}.png")
