@@ -1,0 +1,295 @@
+"""Properties of the TV engine: operators, ROF solver, spectral decomposition, augmentation."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from skimage import data as skdata
+from skimage.restoration import denoise_tv_chambolle
+
+import pock
+
+
+def real_gray(size=48, n=4, dtype=torch.float64):
+    """Crops of scikit-image's sample photographs, gray, scaled to [-1, 1]."""
+    cam = skdata.camera().astype(np.float64)
+    ast = skdata.astronaut().mean(axis=2)
+    cof = skdata.coffee().mean(axis=2)
+    che = skdata.chelsea().mean(axis=2)
+    crops = [cam[200:200 + size, 220:220 + size], ast[80:80 + size, 180:180 + size],
+             cof[150:150 + size, 250:250 + size], che[100:100 + size, 200:200 + size]]
+    x = np.stack(crops[:n]) / 127.5 - 1
+    return torch.from_numpy(x).to(dtype).unsqueeze(1)
+
+
+def real_rgb(size=40, dtype=torch.float64):
+    ast = skdata.astronaut()[60:60 + size, 170:170 + size].astype(np.float64)
+    return torch.from_numpy(ast / 127.5 - 1).permute(2, 0, 1).unsqueeze(0).to(dtype)
+
+
+# ----------------------------------------------------------------------------- operators
+
+def test_div_is_negative_adjoint_of_grad():
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(3, 2, 7, 9, generator=g, dtype=torch.float64)
+    p = torch.randn(3, 2, 2, 7, 9, generator=g, dtype=torch.float64)
+    lhs = (pock.grad(u) * p).sum()
+    rhs = -(u * pock.div(p)).sum()
+    assert torch.allclose(lhs, rhs, rtol=1e-12, atol=1e-12)
+
+
+def test_grad_neumann_boundary_and_constant():
+    u = torch.arange(20.0).reshape(4, 5)
+    g = pock.grad(u)
+    assert g.shape == (2, 4, 5)
+    assert torch.all(g[0, :-1] == 5) and torch.all(g[0, -1] == 0)
+    assert torch.all(g[1, :, :-1] == 1) and torch.all(g[1, :, -1] == 0)
+    assert pock.tv(torch.full((6, 6), 3.0)) == 0
+
+
+def test_vectorial_tv_of_replicated_gray_is_sqrt3_times_gray():
+    f = real_gray(n=2)
+    rgb = f.expand(-1, 3, -1, -1)
+    assert torch.allclose(pock.tv(rgb, vectorial=True), math.sqrt(3) * pock.tv(f), rtol=1e-12)
+    # the channel-wise TV of the same image counts every edge three times
+    assert torch.allclose(pock.tv(rgb), 3 * pock.tv(f), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- ROF
+
+def test_constant_image_is_fixed_point():
+    f = torch.full((2, 1, 16, 16), 0.3)
+    u, info = pock.rof(f, 7.0, return_info=True)
+    assert torch.allclose(u, f, atol=1e-6)
+    assert torch.all(info.gap <= 1e-4)
+
+
+def test_matches_scikit_image_chambolle():
+    """scikit-image's projection algorithm solves the same problem with weight = 1/lam."""
+    f = real_gray(n=3)
+    lam = 7.0
+    u, info = pock.rof(f, lam, tol=1e-9, return_info=True, max_iter=50000)
+    n_pix = f[0].numel()
+    for max_iter, eps, max_err in ((200, 2e-4, None), (20000, 1e-12, 1e-3)):
+        sk = torch.from_numpy(np.stack([
+            denoise_tv_chambolle(f[i, 0].numpy(), weight=1 / lam, eps=eps, max_num_iter=max_iter)
+            for i in range(f.shape[0])])).unsqueeze(1)
+        # Strong convexity: lam/2 ||sk - u*||^2 <= P(sk) - P(u*) <= P(sk) - P(u) + gap(u).
+        dist_sq = (sk - u).square().sum(dim=(1, 2, 3))
+        excess = pock.rof_energy(sk, f, lam) - pock.rof_energy(u, f, lam) + info.gap * n_pix
+        assert torch.all(lam / 2 * dist_sq <= excess * 1.01 + 1e-9)
+        if max_err is not None:      # run to convergence, scikit-image lands on our solution
+            assert (sk - u).abs().max() < max_err
+
+
+def test_gap_certifies_distance_to_solution():
+    """lam/2 ||u - u*||^2 <= P(u) - D(p): the reported gap bounds the true error."""
+    f = real_gray(n=4)
+    lam = torch.tensor([2.0, 5.0, 7.0, 20.0], dtype=torch.float64)
+    u_star = pock.rof(f, lam, tol=1e-11, max_iter=50000)
+    for tol in (1e-2, 1e-3, 1e-4):
+        u, info = pock.rof(f, lam, tol=tol, return_info=True)
+        assert torch.all(info.gap <= tol)
+        n_pix = f[0].numel()
+        err_sq = (u - u_star).square().sum(dim=(1, 2, 3))
+        bound = 2 * info.gap * n_pix / lam
+        assert torch.all(err_sq <= bound * (1 + 1e-6) + 1e-12), (err_sq, bound)
+        # and the gap is the primal-dual gap of the returned pair, recomputed independently
+        gap = (pock.rof_energy(u, f, lam) - pock.rof_dual_energy(info.dual, f, lam)) / n_pix
+        assert torch.allclose(gap, info.gap, rtol=1e-6, atol=1e-12)
+
+
+def test_float32_reaches_tolerance_and_keeps_dtype():
+    f = real_gray(n=4, dtype=torch.float32)
+    u, info = pock.rof(f, 7.0, return_info=True)
+    assert u.dtype == torch.float32 and u.shape == f.shape
+    assert torch.all(info.gap <= 1e-4)
+    u64 = pock.rof(f.double(), 7.0, tol=1e-10, max_iter=50000)
+    err_sq = (u.double() - u64).square().sum(dim=(1, 2, 3))
+    assert torch.all(err_sq <= 2 * 1e-4 * f[0].numel() / 7.0)
+
+
+def test_batched_equals_per_image_loop_with_per_image_lam():
+    f = real_gray(n=4)
+    lam = torch.tensor([1.0, 4.0, 7.0, 15.0], dtype=torch.float64)
+    u, info = pock.rof(f, lam, tol=1e-5, return_info=True)
+    for i in range(4):
+        ui, infoi = pock.rof(f[i], float(lam[i]), tol=1e-5, return_info=True)
+        assert ui.shape == f[i].shape
+        assert torch.allclose(u[i], ui, atol=1e-10)
+        assert info.iters[i] == infoi.iters[0]
+    # images stop on their own: a smoother problem (larger lam) needs fewer iterations
+    assert info.iters[3] < info.iters[0]
+
+
+def test_warm_start_is_faster_and_reaches_the_same_solution():
+    f = real_gray(n=4)
+    u1, info1 = pock.rof(f, 7.0, tol=1e-6, return_info=True)
+    # the next step of the TV flow, cold and warm
+    cold, info_cold = pock.rof(u1, 7.0, tol=1e-6, return_info=True)
+    warm, info_warm = pock.rof(u1, 7.0, tol=1e-6, return_info=True, warm=info1.dual)
+    assert info_warm.iters.sum() < info_cold.iters.sum()
+    bound = 2 * 2 * 1e-6 * f[0].numel() / 7.0      # both within the certified distance of u*
+    assert torch.all((warm - cold).square().sum(dim=(1, 2, 3)) <= 4 * bound)
+
+
+def test_energy_decreases_along_the_iterations():
+    f = real_gray(n=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)     # stopped early on purpose
+        energies = [pock.rof_energy(pock.rof(f, 7.0, tol=1e-12, max_iter=k, check_every=k), f, 7.0)
+                    for k in (5, 20, 80, 320)]
+    for a, b in zip(energies, energies[1:]):
+        assert torch.all(b <= a + 1e-9)
+
+
+def test_disk_loses_height_2_over_lam_r():
+    """ROF of h*1_{disk of radius r} is (h - 2/(lam r)) on the disk (Meyer 2001; Strong & Chan)."""
+    n, r, h, lam = 96, 16.0, 1.0, 0.5
+    yy, xx = torch.meshgrid(torch.arange(n, dtype=torch.float64), torch.arange(n, dtype=torch.float64),
+                            indexing="ij")
+    dist = ((yy - n / 2 + 0.5) ** 2 + (xx - n / 2 + 0.5) ** 2).sqrt()
+    f = (dist <= r).double() * h
+    u = pock.rof(f, lam, tol=1e-7, max_iter=20000)
+    inside = u[dist <= r - 3].mean()
+    expected = h - 2 / (lam * r)
+    assert abs(float(inside) - expected) < 0.1 * (h - expected), (float(inside), expected)
+    # mass is conserved: the background rises by what the disk lost
+    assert torch.allclose(u.mean(), f.mean(), atol=1e-6)
+
+
+def test_vectorial_rof_on_gray_replicated_stays_gray():
+    f = real_gray(n=1)
+    rgb = f.expand(-1, 3, -1, -1).contiguous()
+    u = pock.rof(rgb, 7.0, vectorial=True, tol=1e-7, max_iter=20000)
+    assert torch.allclose(u[:, 0], u[:, 1]) and torch.allclose(u[:, 0], u[:, 2])
+    # sqrt(3) TV(g) + 3 lam/2 ||g - f||^2 is gray ROF with lam*sqrt(3)
+    ug = pock.rof(f, 7.0 * math.sqrt(3), tol=1e-8, max_iter=20000)
+    assert (u[:, :1] - ug).abs().max() < 2e-3
+
+
+# ----------------------------------------------------------------------------- spectral
+
+def test_spectral_perfect_reconstruction_and_shapes():
+    f = real_gray(n=3, dtype=torch.float32)
+    dec = pock.spectral(f, N=5, lam=7.0)
+    assert dec.u.shape == (3, 7, 1, 48, 48) and dec.phi.shape == (3, 5, 1, 48, 48)
+    assert dec.S.shape == (3, 5) and dec.t.shape == (5,) and dec.iters.shape == (3, 6)
+    assert torch.equal(dec.u[:, 0], f)
+    assert (dec.phi.sum(dim=1) + dec.residual - f).abs().max() < 1e-5
+    assert (dec.reconstruct([1] * 5) - f).abs().max() < 1e-5
+    assert torch.allclose(dec.S, dec.phi.abs().sum(dim=(2, 3, 4)))
+    assert torch.allclose(dec.t, torch.arange(1, 6) / 7.0)
+
+
+def test_spectral_flow_states_are_rof_steps_and_tv_decreases():
+    f = real_gray(n=2)
+    dec = pock.spectral(f, N=3, lam=7.0, tol=1e-8, max_iter=20000)
+    u1 = pock.rof(f, 7.0, tol=1e-8)
+    assert (dec.u[:, 1] - u1).abs().max() < 1e-3
+    tvs = torch.stack([pock.tv(dec.u[:, k]) for k in range(5)], dim=1)
+    assert torch.all(tvs[:, 1:] < tvs[:, :-1])
+    # the mean is preserved by the flow, so every band has zero mean
+    assert dec.phi.mean(dim=(2, 3, 4)).abs().max() < 1e-8
+
+
+def test_band_filters():
+    f = real_gray(n=2)
+    dec = pock.spectral(f, N=4)
+    low = dec.reconstruct(pock.band_gains(4, [1, 2], gain=0.0, other=1.0))
+    assert torch.allclose(low, f - dec.phi[:, 0] - dec.phi[:, 1], atol=1e-12)
+    assert pock.tv(low).sum() < pock.tv(f).sum()                 # fine scales removed
+    per_image = torch.tensor([[2.0, 1, 1, 1], [1, 1, 1, 3]], dtype=torch.float64)
+    out = dec.reconstruct(per_image)
+    assert torch.allclose(out[0], f[0] + dec.phi[0, 0]) and torch.allclose(out[1], f[1] + 2 * dec.phi[1, 3])
+    with pytest.raises(ValueError, match="band indices must lie in 1..4"):
+        pock.band_gains(4, [0, 5])
+
+
+def test_colour_spectral_vectorial_reconstructs():
+    f = real_rgb()
+    dec = pock.spectral(f, N=3, vectorial=True)
+    assert dec.phi.shape == (1, 3, 3, 40, 40)
+    assert (dec.phi.sum(1) + dec.residual - f).abs().max() < 1e-10
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+def test_spectral_augment_equals_amplified_reconstruction():
+    f = real_gray(n=4)
+    g = torch.Generator().manual_seed(3)
+    w = pock.spectral_augment(f, bands=(1, 2), gains=(3, 5), generator=g)
+    k = pock.random_gains(4, 2, (3, 5), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    assert set(k.unique().tolist()) <= {3.0, 4.0}
+    dec = pock.spectral(f, N=2)
+    gains = torch.cat([k, torch.ones(4, 0, dtype=torch.float64)], dim=1)
+    assert torch.allclose(w, dec.reconstruct(gains), atol=1e-12)
+    assert torch.allclose(w, pock.amplify_bands(f, dec.phi, k), atol=1e-12)
+
+
+def test_random_gains_per_batch_and_reproducible():
+    k1 = pock.random_gains(64, 2, (3, 5), generator=torch.Generator().manual_seed(0))
+    k2 = pock.random_gains(64, 2, (3, 5), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(k1, k2) and len(k1.unique(dim=0)) > 1
+    kb = pock.random_gains(64, 2, (3, 5), per_image=False, generator=torch.Generator().manual_seed(0))
+    assert torch.all(kb == kb[0])
+    assert set(k1.flatten().tolist()) == {3.0, 4.0}
+
+
+def test_augment_module_and_unbatched_input():
+    f = real_gray(n=1, dtype=torch.float32)[0, 0]
+    aug = pock.SpectralAugment(bands=(1,), gains=(2, 3))
+    w = aug(f)
+    dec = pock.spectral(f, N=1)
+    assert w.shape == f.shape
+    assert torch.allclose(w, f + dec.phi[0, 0, 0], atol=1e-6)
+    assert "bands=(1,)" in repr(aug)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    f = real_gray(n=4, dtype=torch.float32)
+    dec_cpu = pock.spectral(f, N=3)
+    dec_gpu = pock.spectral(f.cuda(), N=3)
+    assert (dec_gpu.phi.cpu() - dec_cpu.phi).abs().max() < 1e-2
+    assert (dec_gpu.phi.sum(1) + dec_gpu.residual - f.cuda()).abs().max() < 1e-5
+
+
+# ----------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("call, message", [
+    (lambda f: pock.rof(f.masked_fill(f > 0.5, float("nan")), 7.0), "NaN or Inf"),
+    (lambda f: pock.rof(f.masked_fill(f > 0.5, float("inf")), 7.0), "NaN or Inf"),
+    (lambda f: pock.rof(f, 0.0), "lam must be a positive finite number"),
+    (lambda f: pock.rof(f, -1.0), "lam must be a positive finite number"),
+    (lambda f: pock.rof(f, torch.tensor([1.0, -2.0, 1.0, 1.0])), "lam must be positive"),
+    (lambda f: pock.rof(f, torch.ones(3)), r"lam must be a number or a tensor of shape \(4,\)"),
+    (lambda f: pock.rof(f, 7.0, tol=0), "tol must be a positive finite number"),
+    (lambda f: pock.rof(f, 7.0, max_iter=0), "max_iter must be a positive integer"),
+    (lambda f: pock.rof(f, 7.0, gamma=8.0), "gamma must not exceed lam"),
+    (lambda f: pock.rof(f, 7.0, warm=torch.zeros(4, 1, 2, 5, 5)), "warm must be a dual field"),
+    (lambda f: pock.rof(f[None], 7.0), "must have shape \\(H, W\\), \\(C, H, W\\) or \\(B, C, H, W\\)"),
+    (lambda f: pock.rof(f[0, 0, 0], 7.0), "got 1 dimensions"),
+    (lambda f: pock.rof((f * 100).to(torch.uint8), 7.0), "real floating-point tensor"),
+    (lambda f: pock.rof(f.to(torch.complex64), 7.0), "real floating-point tensor"),
+    (lambda f: pock.rof(f.numpy(), 7.0), "must be a torch.Tensor"),
+    (lambda f: pock.spectral(f, N=0), "N must be a positive integer"),
+    (lambda f: pock.spectral(f, N=2, lam=0), "lam must be a positive finite number"),
+    (lambda f: pock.spectral_augment(f, bands=(0,)), "1-based band indices"),
+    (lambda f: pock.spectral_augment(f, gains=(5, 3)), "gains must be an integer range"),
+    (lambda f: pock.amplify_bands(f, torch.zeros(4, 2, 1, 8, 8), torch.ones(4, 2)), "phi_sel must have shape"),
+    (lambda f: pock.amplify_bands(f, torch.zeros(4, 2, 1, 16, 16), torch.ones(4, 3)), "k must have shape"),
+])
+def test_bad_input_is_named(call, message):
+    f = torch.rand(4, 1, 16, 16)
+    with pytest.raises((ValueError, TypeError), match=message):
+        call(f)
+
+
+def test_unconverged_images_warn():
+    f = real_gray(n=2)
+    with pytest.warns(RuntimeWarning, match="did not reach gap/pixel"):
+        _, info = pock.rof(f, 1.0, tol=1e-9, max_iter=10, return_info=True)
+    assert torch.all(info.iters == 10) and torch.all(info.gap > 1e-9)
