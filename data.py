@@ -265,17 +265,12 @@ def _torchvision_dataset(name: str, split: str, root: str):
         if name == "flowers102":
             return tvd.Flowers102(root, split=split, download=True)
         if name == "imagenette":
-            return tvd.Imagenette(root, split=split, size="full", download=not _imagenette_present(root))
+            return tvd.Imagenette(root, split=split, size="full", download=True)
         return tvd.CelebA(root, split=split, target_type="identity", download=True)
     except (OSError, RuntimeError, ValueError) as e:  # no network, broken download, ...
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"downloading {name} into {root} failed ({msg}); check the connection or pass "
                         f"--data-dir a local copy (e.g. ../shared/data/{name}.zip)") from None
-
-
-def _imagenette_present(root: str) -> bool:
-    # torchvision's Imagenette refuses download=True when the folder already exists.
-    return (Path(root) / "imagenette2").is_dir()
 
 
 def _torchvision_listing(name: str, split: str, root: str) -> _Listing:
@@ -286,11 +281,9 @@ def _torchvision_listing(name: str, split: str, root: str) -> _Listing:
     elif name == "cifar10":
         classes, labels = list(ds.classes), list(ds.targets)
     elif name == "flowers102":
-        classes = [str(i) for i in range(1, 103)]
-        labels = list(ds._labels)
-    else:
-        classes = [c[0] if isinstance(c, tuple) else c for c in ds.classes]
-        labels = [t for _, t in ds._samples]
+        classes, labels = list(ds.classes), list(ds._labels)
+    else:  # Imagenette: WordNet ids, as the class folders of a local copy
+        classes, labels = list(ds.wnids), [t for _, t in ds._samples]
     items = [(str(i), int(lab)) for i, lab in enumerate(labels)]
 
     def open_image(key: str):

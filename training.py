@@ -370,7 +370,9 @@ def plot_curves(records: list, path: Path, title: str = "") -> None:
         a2.plot([t[0] for t in tests], [t[2] for t in tests], "s-", label="test")
     a1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     a2.set(xlabel="epoch", ylabel="top-1 accuracy", title="accuracy", ylim=(0, 1))
+    from matplotlib.ticker import MaxNLocator
     for a in (a1, a2):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
         a.grid(alpha=0.3)
         a.legend()
     if title:

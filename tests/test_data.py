@@ -122,3 +122,31 @@ def test_make_test_dataset_without_shared_data(tmp_path, monkeypatch):
     c = data.make_test_dataset("cifar10", tmp_path / "c.zip", n_per_class=2, image_size=16)
     t = _load(c, "cifar10", "test", image_size=16)
     assert len(t) == 20 and not torch.equal(t.images[0], t.images[2])
+
+
+def test_torchvision_source_goes_through_the_same_decoding(tiny_data, monkeypatch, tmp_path):
+    """data_dir=None uses torchvision's dataset class (here a stand-in, as tests run offline)."""
+    import torchvision.datasets as tvd
+    from PIL import Image
+    ref = _load(tiny_data["cifar10"], "cifar10", "test", grayscale=False)
+
+    class FakeCIFAR10:
+        def __init__(self, root, train, download):
+            assert not train and download
+            self.classes = ref.classes
+            self.targets = ref.labels.tolist()
+
+        def __len__(self):
+            return len(self.targets)
+
+        def __getitem__(self, i):
+            return Image.fromarray(ref.images[i].permute(1, 2, 0).numpy()), self.targets[i]
+
+    monkeypatch.setattr(tvd, "CIFAR10", FakeCIFAR10)
+    s = load_images("cifar10", "test", data_dir=None, image_size=32, download_root=str(tmp_path),
+                    cache_dir=None, progress=False)
+    gray = _load(tiny_data["cifar10"], "cifar10", "test")
+    assert torch.equal(s.labels, ref.labels) and s.classes == ref.classes
+    assert (s.images.int() - gray.images.int()).abs().max() <= 1  # RGB->L of decoded pixels
+    with pytest.raises(DataError, match="unknown split 'val' for cifar10"):
+        load_images("cifar10", "val", data_dir=None, image_size=32, cache_dir=None)
