@@ -388,11 +388,12 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def git_state() -> dict:
+def git_state(*paths) -> dict:
+    """HEAD and whether tracked files (only ``paths`` when given) differ from it."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True,
                                 timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", *paths], cwd=HERE,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
@@ -703,6 +704,10 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
                          for c in commits)
     L.append(f"- Code: commit `{g.get('commit')}`" + (" with uncommitted changes" if g.get("dirty") else "")
              + (f"; the runs' args.json record {runs_git}." if commits else "; no run finished."))
+    rg = git_state("run_experiments.py")
+    L.append(f"- Reproduce: `python run_experiments.py --profile {profile_name}` runs (or resumes) the sweep and "
+             f"writes this file; `--report-only` rewrites it from the finished runs. This file was written by "
+             f"run_experiments.py at commit `{rg.get('commit')}`" + (" (with uncommitted changes)" if rg.get("dirty") else "") + ".")
     L.append(f"- Machine: {machine.get('cpu')}, {machine.get('cores')} cores, "
              f"{'GPU: ' + machine['gpu'] if machine.get('gpu') else 'no GPU'}; Python {machine.get('python')}, "
              f"torch {machine.get('torch')}. Jobs in parallel: {profile['jobs']}, torch threads per job: "
@@ -732,7 +737,7 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
              "detects only large effects, and no correction for the several comparisons is applied.")
     L.append("")
 
-    headline = []
+    headline, findings = [], []
     for ds, cfg in profile["datasets"].items():
         b = cfg["budget"]
         L.append(f"## {ds}")
@@ -768,6 +773,12 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
         _, p1 = welch(spec, plain)
         if plain and spec:
             headline.append((ds, mean_std(plain), mean_std(spec), p1, len(plain), len(spec)))
+        findings += [(ds, "spectral", spec, "plain", plain), (ds, "crop+flip", std_runs, "plain", plain),
+                     (ds, "spectral+crop+flip", both, "crop+flip", std_runs)]
+        if ds == "flowers102":
+            L.append("")
+            L.append("Flowers102 follows the dissertation's split use: training images are drawn from the official "
+                     "'test' split and accuracy is measured on the official 'train' split (1,020 images, 10 per class).")
         L.append("")
 
         if cfg.get("dissertation"):
@@ -795,6 +806,8 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
                 st = runs[0]["steps"] if runs else None
                 seen = runs[0]["images_seen"] if runs else None
                 L.append(f"| {label} | {len(runs)} | {st or '–'} | {seen or '–'} | {_acc(accs)} | {_p(p)} |")
+            findings.append((ds, "spectral concat (dissertation budget)", [r["acc"] for r in da],
+                             f"plain with {d['plain'].get('epochs')} epochs", [r["acc"] for r in dp]))
             L.append("")
 
         if cfg.get("ablation"):
@@ -880,10 +893,15 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
 
     L.append("## Conclusion")
     L.append("")
-    for ds, (pm_, ps_), (sm_, ss_), p, n1, n2 in headline:
-        verdict = ("not significant at the 5% level" if p is None or p >= 0.05 else "significant at the 5% level")
-        L.append(f"- {ds}: plain {_pct(pm_)}% vs spectral {_pct(sm_)}% ({100 * (sm_ - pm_):+.1f} points, "
-                 f"{n1} and {n2} seeds, Welch p = {_p(p)}): {verdict}.")
+    for ds, la, a, lb, b in findings:
+        if not a or not b:
+            continue
+        _, p = welch(a, b)
+        verdict = ("undefined (fewer than 2 seeds or no spread)" if p is None else
+                   "not significant at the 5% level" if p >= 0.05 else "significant at the 5% level")
+        L.append(f"- {ds}: {la} {_pct(mean_std(a)[0])}% vs {lb} {_pct(mean_std(b)[0])}% "
+                 f"({100 * (mean_std(a)[0] - mean_std(b)[0]):+.1f} points, {len(a)} and {len(b)} seeds, "
+                 f"Welch p = {_p(p)}): {verdict}.")
     if not headline:
         L.append("- No dataset has finished plain and spectral runs yet.")
     L.append("")
