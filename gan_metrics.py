@@ -5,7 +5,7 @@ All functions take float images in [-1, 1] of shape (B, C, H, W) unless said oth
 """
 from __future__ import annotations
 
-import math
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -166,13 +166,13 @@ FID_WEIGHTS_NAME = "pt_inception-2015-12-05-6726825d.pth"
 
 def fid_unavailable_reason(weights_path: Optional[str]) -> Optional[str]:
     """Why FID/KID cannot be computed here, or None when they can."""
-    from torchmetrics.utilities.imports import _TORCH_FIDELITY_AVAILABLE
+    import importlib.util
     if weights_path is None:
         return (f"no --inception-weights given: torchmetrics' FID/KID need the FID Inception weights "
                 f"({FID_WEIGHTS_NAME}) and would otherwise download them, which this machine cannot")
-    if not _TORCH_FIDELITY_AVAILABLE:
+    # find_spec rather than torchmetrics' own flag: importing torchmetrics costs seconds.
+    if importlib.util.find_spec("torch_fidelity") is None:
         return "the torch-fidelity package (torchmetrics' Inception network) is not installed: pip install torch-fidelity"
-    from pathlib import Path
     if not Path(weights_path).is_file():
         return f"--inception-weights {weights_path} is not a file"
     return None
@@ -183,19 +183,26 @@ def _to_uint8_rgb(x: torch.Tensor) -> torch.Tensor:
     return u8.expand(-1, 3, -1, -1) if u8.shape[1] == 1 else u8
 
 
-def fid_kid(real: torch.Tensor, fakes: dict, weights_path: str, *, device: str = "cpu",
+def inception_from_weights(weights_path: str) -> torch.nn.Module:
+    """torchmetrics' FID Inception network (torch-fidelity's port of the TF graph, 2048-d pool features),
+    loaded from a local weights file instead of being downloaded."""
+    from torchmetrics.image.fid import NoTrainInceptionV3
+    return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"],
+                              feature_extractor_weights_path=str(weights_path))
+
+
+def fid_kid(real: torch.Tensor, fakes: dict, feature_net: torch.nn.Module, *, device: str = "cpu",
             batch_size: int = 100) -> dict:
-    """FID and KID (x1e3) of each fake set against ``real`` with torchmetrics, the Inception network loaded
-    from the local file ``weights_path``. Grayscale images are repeated to three channels.
+    """FID and KID (x1e3) of each fake set against ``real`` with torchmetrics, features from ``feature_net``
+    (:func:`inception_from_weights` for the standard numbers), which takes uint8 RGB batches (B, 3, H, W).
+    Grayscale images are repeated to three channels.
     Returns ``{name: {"fid": ..., "kid_x1e3": ..., "kid_std_x1e3": ...}}``."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
-    fid = FrechetInceptionDistance(feature=2048, reset_real_features=False,
-                                   feature_extractor_weights_path=weights_path).to(device)
     n_min = min([len(real)] + [len(f) for f in fakes.values()])
-    # KID's own constructor has no weights argument, so it reuses the network FID loaded.
-    kid = KernelInceptionDistance(feature=fid.inception, reset_real_features=False,
+    fid = FrechetInceptionDistance(feature=feature_net, reset_real_features=False).to(device)
+    kid = KernelInceptionDistance(feature=feature_net, reset_real_features=False,
                                   subset_size=min(1000, n_min)).to(device)
     for start in range(0, len(real), batch_size):
         x = _to_uint8_rgb(real[start:start + batch_size]).to(device)
@@ -212,9 +219,3 @@ def fid_kid(real: torch.Tensor, fakes: dict, weights_path: str, *, device: str =
         kmean, kstd = kid.compute()
         out[name] = {"fid": float(fid.compute()), "kid_x1e3": 1e3 * float(kmean), "kid_std_x1e3": 1e3 * float(kstd)}
     return out
-
-
-def grid_shape(n: int) -> tuple:
-    """Rows and columns of a near-square grid of n tiles."""
-    cols = math.ceil(math.sqrt(n))
-    return math.ceil(n / cols), cols

@@ -231,7 +231,7 @@ def main(args) -> dict:
     fid_note = gan_metrics.fid_unavailable_reason(args.inception_weights)
     if fid_note is None:
         fk = gan_metrics.fid_kid(real, {k: v for k, v in sets.items() if k != "real (held-out)"},
-                                 args.inception_weights, device=str(device))
+                                 gan_metrics.inception_from_weights(args.inception_weights), device=str(device))
         for name, v in fk.items():
             results[name].update(v)
     else:

@@ -105,9 +105,32 @@ def test_spectrum_distance(faces):
     assert gan_metrics.spectrum_distance(noisy, s) > 0.05
 
 
-def test_fid_skipped_without_weights():
+def test_fid_skipped_without_weights(tmp_path):
     reason = gan_metrics.fid_unavailable_reason(None)
     assert reason and "--inception-weights" in reason
+    assert gan_metrics.fid_unavailable_reason(str(tmp_path / "missing.pth")) is not None
+
+
+class _TinyFeatures(torch.nn.Module):
+    """Stands in for Inception (whose weights cannot be downloaded here): uint8 RGB -> 32 features."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, 2), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(2),
+                                       torch.nn.Flatten())
+
+    def forward(self, x):
+        return self.net(x.float() / 255)
+
+
+def test_fid_kid_wrapper_with_a_small_feature_net(faces):
+    x = faces[:24]
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    r = gan_metrics.fid_kid(x, {"same": x, "noisy": x + 0.2 * noise, "noisier": x + 0.6 * noise}, _TinyFeatures())
+    assert abs(r["same"]["fid"]) < 1e-6
+    assert r["same"]["fid"] < r["noisy"]["fid"] < r["noisier"]["fid"]
+    assert r["noisy"]["kid_x1e3"] < r["noisier"]["kid_x1e3"]
 
 
 # ------------------------------------------------------------------------ end to end
