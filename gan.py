@@ -117,6 +117,8 @@ def load_faces(args) -> tuple:
     """
     imgs = load_split(args.dataset, args.split, args.data_dir, args.image_size, args.download_root, args.cache_dir,
                       not args.no_progress)
+    if args.holdout < 0 or (args.subset is not None and args.subset < 1):
+        raise GanError(f"--holdout must be >= 0 and --subset >= 1, got {args.holdout} and {args.subset}")
     n_all = len(imgs)
     avail = n_all - args.holdout
     if avail < 1:
@@ -291,14 +293,17 @@ def main(args) -> dict:
         # The largest magnitude of each component bounds the generator's tanh output range.
         scales = comps.abs().amax(dim=(0, 2, 3, 4)).clamp_min(1e-3)
     m = model_args(args, scales)
+    # The training set lives on the device (a few hundred MB at most): a batch is one index operation.
+    real_img = real_img.to(device)
+    comps = comps.to(device) if comps is not None else None
 
     ckpt = None
     if args.resume:
         ckpt = load_gan_checkpoint(args.resume)
         check_compatible(ckpt, m, resolve_checkpoint(args.resume))
         if m.get("scales") is not None:
+            # The scales are part of the generator: keep the trained ones, not this data's.
             m["scales"] = ckpt["model_args"]["scales"]
-            scales = torch.tensor(m["scales"])
     try:
         G, D = build_generator(m).to(device), build_discriminator(m).to(device)
     except ModelError as e:
@@ -375,9 +380,10 @@ def main(args) -> dict:
             t0 = time.perf_counter()
             for idx in tqdm(batches, desc=f"{args.mode} {name} epoch {epoch + 1}/{args.epochs}", unit="batch",
                             disable=args.no_progress, leave=False, mininterval=1.0):
-                x = real[idx].to(device, non_blocking=True)
+                idx = idx.to(device)
+                x = real[idx]
                 if args.mode == "joint":
-                    x = joint_disc_input(x, comps[idx].to(device, non_blocking=True), scales.to(device))
+                    x = joint_disc_input(x, comps[idx], G.scales)
                 z = torch.randn(bs, args.nz, 1, 1, generator=zgen).to(device)
                 ones = torch.ones(bs, device=device)
                 zeros = torch.zeros(bs, device=device)
