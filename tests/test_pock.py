@@ -135,6 +135,15 @@ def test_warm_start_is_faster_and_reaches_the_same_solution():
     assert torch.all((warm - cold).square().sum(dim=(1, 2, 3)) <= 4 * bound)
 
 
+def test_algorithm_1_with_gamma_zero_converges_to_the_same_solution():
+    f = real_gray(size=32, n=2)
+    u2, info2 = pock.rof(f, 7.0, tol=1e-6, return_info=True)
+    u1, info1 = pock.rof(f, 7.0, tol=1e-6, gamma=0.0, return_info=True, max_iter=20000)
+    assert torch.all(info1.gap <= 1e-6)
+    assert torch.all(info2.iters < info1.iters)           # the acceleration pays
+    assert (u1 - u2).square().sum(dim=(1, 2, 3)).max() <= 4 * 2 * 1e-6 * f[0].numel() / 7.0
+
+
 def test_energy_decreases_along_the_iterations():
     f = real_gray(n=2)
     with warnings.catch_warnings():
@@ -269,6 +278,7 @@ def test_cuda_matches_cpu():
     (lambda f: pock.rof(f, 7.0, tol=0), "tol must be a positive finite number"),
     (lambda f: pock.rof(f, 7.0, max_iter=0), "max_iter must be a positive integer"),
     (lambda f: pock.rof(f, 7.0, gamma=8.0), "gamma must not exceed lam"),
+    (lambda f: pock.rof(f, 7.0, gamma=-1.0), "gamma must be a finite number >= 0"),
     (lambda f: pock.rof(f, 7.0, warm=torch.zeros(4, 1, 2, 5, 5)), "warm must be a dual field"),
     (lambda f: pock.rof(f[None], 7.0), "must have shape \\(H, W\\), \\(C, H, W\\) or \\(B, C, H, W\\)"),
     (lambda f: pock.rof(f[0, 0, 0], 7.0), "got 1 dimensions"),
