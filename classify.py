@@ -235,12 +235,15 @@ def _check_meta(found: dict, expected: dict, path) -> None:
 
 
 def _to_device_if_fits(t: torch.Tensor, device: torch.device, fraction: float = 0.3) -> torch.Tensor:
-    """Keep a dataset tensor on the GPU when it takes less than ``fraction`` of the free memory."""
+    """Keep a dataset tensor on the GPU when it takes less than ``fraction`` of the free memory.
+
+    Otherwise it stays where it is (host memory, or the band cache's memory map) and each step
+    copies only its batch over.
+    """
     if device.type != "cuda":
         return t
     free, _ = torch.cuda.mem_get_info(device)
-    nbytes = t.numel() * t.element_size()
-    return t.to(device) if nbytes < fraction * free else t.pin_memory() if not t.is_pinned() else t
+    return t.to(device) if t.numel() * t.element_size() < fraction * free else t
 
 
 def train(args) -> dict:

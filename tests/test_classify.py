@@ -81,7 +81,7 @@ def _strip_times(records):
 
 def test_resume_equals_uninterrupted_run(tiny_data, decode_cache, tmp_path):
     args = _fast(tiny_data, decode_cache, tmp_path, "cifar10", "--std-aug", "--eval-every-epoch",
-                 size=16) + ["--epochs", "2"]
+                 "--batch-size", "10", subset=20, size=16) + ["--epochs", "2"]
     full = tmp_path / "full"
     classify.train_cli(train_pt_aug.DEFAULTS, True, args + ["--output-dir", str(full)])
     part = tmp_path / "part"
@@ -99,7 +99,7 @@ def test_band_cache_reused_across_runs_and_rebuilt_for_new_lam(tiny_data, decode
     calls = []
     real = pock.spectral
     monkeypatch.setattr(pock, "spectral", lambda *a, **k: calls.append(a[0].shape[0]) or real(*a, **k))
-    args = _fast(tiny_data, decode_cache, tmp_path, "cifar10", "--eval-split", "none", size=16)
+    args = _fast(tiny_data, decode_cache, tmp_path, "cifar10", "--eval-split", "none", "--max-steps", "1", size=16)
     classify.train_cli(train_pt_aug.DEFAULTS, True, args + ["--output-dir", str(tmp_path / "a")])
     assert sum(calls) == 40
     classify.train_cli(train_pt_aug.DEFAULTS, True, args + ["--output-dir", str(tmp_path / "b")])
@@ -109,7 +109,7 @@ def test_band_cache_reused_across_runs_and_rebuilt_for_new_lam(tiny_data, decode
     # --no-cache decomposes every batch (the dissertation's scheme) and writes no cache.
     calls.clear()
     r = classify.train_cli(train_pt_aug.DEFAULTS, True, args + ["--output-dir", str(tmp_path / "d"), "--no-cache"])
-    assert sum(calls) == 40 and r["band_cache"] is None and len(list((tmp_path / "bands").iterdir())) == 2
+    assert sum(calls) == 20 and r["band_cache"] is None and len(list((tmp_path / "bands").iterdir())) == 2
 
 
 def test_replace_mode_and_max_steps(tiny_data, decode_cache, tmp_path):
@@ -199,7 +199,7 @@ def _exit_message(fn, *a):
 
 
 def test_bad_inputs_in_process(tiny_data, decode_cache, tmp_path):
-    args = _fast(tiny_data, decode_cache, tmp_path, "cifar10", "--eval-split", "none", size=16)
+    args = _fast(tiny_data, decode_cache, tmp_path, "cifar10", "--eval-split", "none", "--max-steps", "1", size=16)
     msg = _exit_message(classify.train_cli, train_pt.DEFAULTS, False,
                         _drop_cache_flag(args) + ["--train-split", "training", "--output-dir", str(tmp_path / "x")])
     assert "unknown split 'training'" in msg and not (tmp_path / "x").exists()
