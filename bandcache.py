@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 import pock
-from data import to_unit_range
+from data import atomic_write, to_unit_range
 
 __all__ = ["load_or_build", "cache_key", "cache_info", "parse_components", "FORMAT_VERSION"]
 
@@ -89,10 +89,8 @@ def cache_key(images_uint8: torch.Tensor, *, lam, components, tol, vectorial, dt
     }
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def _write_meta(path: Path, meta: dict) -> None:
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
 
 
 def _dist():
@@ -194,8 +192,7 @@ def load_or_build(images_uint8: torch.Tensor, *, cache_dir, lam: float = 7.0,
                     fh.truncate(nbytes)
                 with open(done_file, "wb") as fh:
                     fh.write(bytes(n_chunks))
-                _atomic_write_text(meta_file, json.dumps({"key": key, "shape": list(shape), "chunk": chunk,
-                                                          "complete": False}, indent=1))
+                _write_meta(meta_file, {"key": key, "shape": list(shape), "chunk": chunk, "complete": False})
         _barrier()
         meta = json.loads(meta_file.read_text())
         chunk = int(meta["chunk"])
@@ -231,7 +228,7 @@ def load_or_build(images_uint8: torch.Tensor, *, cache_dir, lam: float = 7.0,
             done_file.unlink()
             meta.update(complete=True, build_seconds=round(build_s, 3), device=str(device), world_size=world,
                         images_per_second_per_rank=round(n_built / max(build_s, 1e-9), 2))
-            _atomic_write_text(meta_file, json.dumps(meta, indent=1))
+            _write_meta(meta_file, meta)
         _barrier()
     arr = np.memmap(final, dtype=np_dtype, mode="c", shape=shape)
     return torch.from_numpy(arr)

@@ -18,14 +18,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from data import DataError, load_images
+from data import DataError, atomic_write, load_images
 from training import (CheckpointError, Dist, barrier, cleanup_distributed, epoch_batches, evaluate,
                       git_commit, init_distributed, load_checkpoint, plot_confusion, plot_curves,
                       random_crop_flip, rng_state, save_checkpoint, seed_for, set_rng_state,
@@ -446,8 +445,7 @@ def test(args, defaults: dict) -> dict:
     cm = res["confusion"]
     rows = ["true\\pred," + ",".join(_csv_cell(c) for c in classes)]
     rows += [_csv_cell(c) + "," + ",".join(str(int(v)) for v in cm[i]) for i, c in enumerate(classes)]
-    from training import atomic_write_bytes
-    atomic_write_bytes(out_dir / "confusion_matrix.csv", lambda tmp: Path(tmp).write_text("\n".join(rows) + "\n"))
+    atomic_write(out_dir / "confusion_matrix.csv", lambda tmp: Path(tmp).write_text("\n".join(rows) + "\n"))
     plot_confusion(cm, classes, out_dir / "confusion_matrix.png",
                    f"{meta['dataset']} {args.split}: top-1 {res['acc']:.4f}")
     write_json(metrics, out_dir / "metrics.json")

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 __all__ = ["DataError", "ImageSet", "load_images", "to_unit_range", "from_unit_range",
-           "make_test_dataset", "DATASETS", "IMAGE_EXTENSIONS"]
+           "make_test_dataset", "atomic_write", "DATASETS", "IMAGE_EXTENSIONS"]
 
 DATASETS = ("cifar10", "flowers102", "imagenette", "celeba", "folder")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -327,12 +327,17 @@ def _decode_one(listing: _Listing, key: str, size: int, grayscale: bool) -> np.n
     return arr[None] if grayscale else arr.transpose(2, 0, 1)
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
+def atomic_write(path, write: Callable) -> None:
+    """``write(tmp_path)`` then rename over ``path``: readers see the old file or the new one, never half.
+
+    Shared by every module that writes results, caches or checkpoints.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -415,8 +420,8 @@ def load_images(name: str, split: str, *, data_dir=None, image_size: int, graysc
                       list(listing.classes), source)
     if cache_file is not None:
         try:
-            _atomic_torch_save({"key": key, "images": result.images, "labels": result.labels,
-                                "classes": result.classes}, cache_file)
+            blob = {"key": key, "images": result.images, "labels": result.labels, "classes": result.classes}
+            atomic_write(cache_file, lambda tmp: torch.save(blob, tmp))
         except OSError as e:
             # Caching only saves time: warn and go on (read-only folder, full disk).
             print(f"warning: could not cache decoded images in {cache_file} ({e})")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data import to_unit_range
+from data import atomic_write, to_unit_range
 
 __all__ = ["CheckpointError", "Dist", "init_distributed", "cleanup_distributed", "seed_for",
            "epoch_batches", "random_crop_flip", "StepTimer", "train_one_epoch", "evaluate",
-           "atomic_write_bytes", "save_checkpoint", "load_checkpoint", "write_json",
+           "save_checkpoint", "load_checkpoint", "write_json",
            "write_jsonl", "git_commit", "plot_curves", "plot_confusion", "resolve_device"]
 
 
@@ -280,32 +279,17 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_c
 
 # ------------------------------------------------------------------------- files and checkpoints
 
-def atomic_write_bytes(path: Path, write: Callable) -> None:
-    """``write(tmp_path)`` then rename over ``path``: readers see the old file or the new one, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def write_json(obj, path: Path) -> None:
-    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1, default=str) + "\n"))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1, default=str) + "\n"))
 
 
 def write_jsonl(records: list, path: Path) -> None:
     text = "".join(json.dumps(r, default=str) + "\n" for r in records)
-    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def save_checkpoint(ckpt: dict, path: Path) -> None:
-    atomic_write_bytes(path, lambda tmp: torch.save(ckpt, tmp))
+    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
 
 
 def load_checkpoint(path, what: str = "checkpoint") -> dict:
@@ -378,7 +362,7 @@ def plot_curves(records: list, path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -403,5 +387,5 @@ def plot_confusion(cm: torch.Tensor, classes: list, path: Path, title: str = "")
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
