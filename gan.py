@@ -226,9 +226,8 @@ def check_compatible(ckpt: dict, m: dict, path) -> None:
 
 def save_grid(x: torch.Tensor, path: Path, nrow: int = 8) -> None:
     import torchvision.utils as vutils
-    training.atomic_write_bytes(path, lambda tmp: vutils.save_image(x.float().clamp(-1, 1), tmp, format="png",
-                                                                    nrow=nrow, normalize=True, value_range=(-1, 1),
-                                                                    padding=2))
+    data.atomic_write(path, lambda tmp: vutils.save_image(x.float().clamp(-1, 1), tmp, format="png", nrow=nrow,
+                                                          normalize=True, value_range=(-1, 1), padding=2))
 
 
 def save_band_grid(img: torch.Tensor, comps: torch.Tensor, scales: torch.Tensor, path: Path, n: int = 8) -> None:
@@ -256,7 +255,7 @@ def plot_losses(records: list, path: Path, title: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    training.atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    data.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
 

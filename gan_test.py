@@ -120,7 +120,7 @@ def plot_figure(sets: dict, spectra: dict, t: torch.Tensor, path: Path, n_show: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    training.atomic_write_bytes(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    data.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
 
 
