@@ -36,7 +36,8 @@ def test_plan_equal_budgets(name, tmp_path):
     assert len(names) == len(set(names))
     for ds, cfg in profile["datasets"].items():
         main = [s for s in steps if s.info.get("table") == "main" and s.info["dataset"] == ds]
-        assert len(main) == len(rx.CONDITIONS) * len(cfg["seeds"]) and len(cfg["seeds"]) >= 3
+        n_seeds = len(cfg["seeds"]) + len(cfg.get("extra_seeds", []))
+        assert len(main) == len(rx.CONDITIONS) * n_seeds and len(cfg["seeds"]) >= 3
         budgets = {tuple(_settings(s).get(k) for k in ("--epochs", "--batch-size", "--subset", "--image-size",
                                                        "--eval-subset")) for s in main}
         assert len(budgets) == 1, budgets                         # same steps and images for every condition
