@@ -273,7 +273,7 @@ def _train(args, dist: Dist) -> dict:
     if str(args.eval_split).lower() != "none":
         eval_set = _load_split(args, args.eval_split, args.eval_subset, dist)
         if eval_set.classes != train_set.classes:
-            raise DataError(f"{args.data_dir}: split '{args.eval_split}' has other classes than "
+            raise DataError(f"{args.data_dir or args.dataset}: split '{args.eval_split}' has other classes than "
                             f"'{args.train_split}'; both splits need the same class folders")
     n_classes = len(train_set.classes)
     meta = _meta_for(args, n_classes, train_set.classes)
