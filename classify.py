@@ -359,7 +359,7 @@ def _train(args, dist: Dist) -> dict:
             msg = (f"epoch {epoch + 1}/{args.epochs}  loss {rec['loss']:.4f}  train acc {rec['train_acc']:.4f}  "
                    f"{rec['epoch_time']:.1f} s (augmentation {rec['aug_time']:.1f} s)")
             if "test_acc" in rec:
-                msg += f"  {args.eval_split} acc {rec['test_acc']:.4f}"
+                msg += f"  test acc ({args.eval_split} split) {rec['test_acc']:.4f}"
             print(msg, flush=True)
             save_checkpoint({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "scaler": scaler.state_dict() if scaler is not None else None,
@@ -439,7 +439,7 @@ def test(args, defaults: dict) -> dict:
     metrics = {"checkpoint": str(args.checkpoint), "dataset": meta["dataset"], "split": args.split,
                "source": data.source, "images": res["n"], "top1": res["acc"], "loss": res["loss"],
                "trained_epochs": ckpt.get("epoch"), "git": git_commit(),
-               "per_class": {c: {"acc": a, "n": n} for c, a, n in
+               "per_class": {c: {"acc": a if n else None, "n": n} for c, a, n in
                              zip(classes, res["per_class_acc"], res["class_counts"])}}
     out_dir.mkdir(parents=True, exist_ok=True)
     cm = res["confusion"]
