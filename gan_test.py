@@ -128,6 +128,35 @@ def _fmt(v, digits=1) -> str:
     return "–" if v is None else f"{v:.{digits}f}"
 
 
+def group_summary(results: dict) -> dict:
+    """Mean and sample standard deviation over the runs of each group (mode, stage order) that has several
+    runs (e.g. seeds): ``{group: {"runs": n, metric: [mean, std]}}``."""
+    groups: dict = {}
+    for r in results.values():
+        if "group" in r:
+            groups.setdefault(r["group"], []).append(r)
+    out = {}
+    for g, rs in groups.items():
+        if len(rs) < 2:
+            continue
+        vals = {"swd_avg_x1e3": [r["swd_x1e3"]["avg"] for r in rs],
+                "spectrum_distance": [r["spectrum_distance"] for r in rs]}
+        if all("fid" in r for r in rs):
+            vals["fid"] = [r["fid"] for r in rs]
+        out[g] = {"runs": len(rs), **{k: [float(torch.tensor(v).mean()), float(torch.tensor(v).std())]
+                                       for k, v in vals.items()}}
+    return out
+
+
+def summary_table(summary: dict) -> str:
+    lines = ["| group | runs | SWD avg | spectrum dist | FID |", "|---|---:|---:|---:|---:|"]
+    for g, v in summary.items():
+        fid = f"{v['fid'][0]:.2f} ± {v['fid'][1]:.2f}" if "fid" in v else "–"
+        lines.append(f"| {g} | {v['runs']} | {v['swd_avg_x1e3'][0]:.1f} ± {v['swd_avg_x1e3'][1]:.1f} | "
+                     f"{v['spectrum_distance'][0]:.3f} ± {v['spectrum_distance'][1]:.3f} | {fid} |")
+    return "\n".join(lines)
+
+
 def markdown_table(results: dict, fid_note) -> str:
     levels = None
     for r in results.values():
@@ -138,7 +167,7 @@ def markdown_table(results: dict, fid_note) -> str:
         head += ["FID", "KID x1e3"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * (len(head) - 3)) + "|"]
     for name, r in results.items():
-        row = [name, r.get("mode", "real"), str(r.get("generator_updates", "–"))]
+        row = [name, r.get("group", "real"), str(r.get("generator_updates", "–"))]
         row += [_fmt(r["swd_x1e3"][k]) for k in levels] + [_fmt(r["swd_x1e3"]["avg"]), _fmt(r["spectrum_distance"], 3)]
         if fid_note is None:
             row += [_fmt(r.get("fid"), 2), _fmt(r.get("kid_x1e3"), 2)]
@@ -202,8 +231,10 @@ def main(args) -> dict:
         G = load_generator(ckpt, main_stage(m), device, d)
         x, comps, err = draw(G, n_fake, m["nz"], device, args.seed, args.batch_size)
         sets[name] = x
-        results[name] = {"run": str(d), "mode": m["mode"], "generator_updates": ckpt["state"]["global_step"],
-                         "stage_evaluated": main_stage(m), "n_fake": n_fake}
+        group = m["mode"] if m["stages"][0] in ("image", "u0") else f"{m['mode']} ({'/'.join(m['stages'])})"
+        results[name] = {"run": str(d), "mode": m["mode"], "group": group,
+                         "generator_updates": ckpt["state"]["global_step"], "stage_evaluated": main_stage(m),
+                         "n_fake": n_fake, "seed": ckpt["args"]["seed"]}
         if comps is not None:
             results[name]["max_abs_image_minus_sum_of_bands"] = err
         if args.per_state and m["mode"] == "components":
@@ -258,11 +289,14 @@ def main(args) -> dict:
               "spectrum": {"bands": args.spectrum_bands, "lam": args.lam, "t": t.tolist(),
                            "real_mean": s_real.mean(0).tolist()},
               "fid_kid": "computed" if fid_note is None else f"skipped: {fid_note}",
-              "results": results, "args": vars(args), "git": training.git_commit()}
+              "results": results, "summary": group_summary(results), "args": vars(args),
+              "git": training.git_commit()}
     training.write_json(report, out / "metrics.json")
     plot_figure(sets, spectra, t, out / "samples_spectra.png", args.n_show)
     table = markdown_table(results, fid_note)
     print(table)
+    if report["summary"]:
+        print("\nmean ± std over the runs of each group:\n" + summary_table(report["summary"]))
     for name, r in results.items():
         if "per_state_swd_avg_x1e3" in r:
             print(f"{name}: SWD avg x1e3 per state: " +

@@ -201,6 +201,17 @@ def test_gan_test_metrics(runs, tmp_path):
     assert (tmp_path / "samples_spectra.png").stat().st_size > 0
 
 
+def test_group_summary_over_seeds():
+    res = {f"r{i}": {"group": g, "swd_x1e3": {"avg": v}, "spectrum_distance": v / 100}
+           for i, (g, v) in enumerate([("plain", 10.0), ("plain", 14.0), ("joint", 5.0)])}
+    res["real (train)"] = {"mode": "real", "swd_x1e3": {"avg": 1.0}, "spectrum_distance": 0.01}
+    s = gan_test.group_summary(res)
+    assert list(s) == ["plain"] and s["plain"]["runs"] == 2
+    assert s["plain"]["swd_avg_x1e3"][0] == pytest.approx(12.0)
+    assert s["plain"]["swd_avg_x1e3"][1] == pytest.approx(8 ** 0.5)
+    assert "| plain | 2 | 12.0 ± 2.8 |" in gan_test.summary_table(s)
+
+
 # ------------------------------------------------------------------------ bad input
 
 def test_bad_inputs_give_one_line_errors(runs, faces_zip, tmp_path):
