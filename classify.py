@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from data import DataError, atomic_write, load_images
-from training import (CheckpointError, Dist, barrier, cleanup_distributed, epoch_batches, evaluate,
+from training import (CheckpointError, Dist, cleanup_distributed, epoch_batches, evaluate,
                       git_commit, init_distributed, load_checkpoint, plot_confusion, plot_curves,
                       random_crop_flip, rng_state, save_checkpoint, seed_for, set_rng_state,
                       train_one_epoch, write_json, write_jsonl)
@@ -203,16 +203,25 @@ class Augmenter:
 
 # ------------------------------------------------------------------------------------- training
 
-def _load_split(args, split, subset, dist: Dist, *, quiet=False):
+def _load_split(args, split, subset, dist: Dist):
     """Rank 0 decodes (and fills the decode cache) first; the other ranks then read the cache."""
     kw = dict(data_dir=args.data_dir, image_size=args.image_size, grayscale=not getattr(args, "color", False),
               subset=subset, seed=args.data_seed, download_root=args.download_root,
               cache_dir=args.decode_cache_dir or None, workers=args.workers,
-              progress=dist.is_main and not args.no_progress and not quiet)
-    out = None
+              progress=dist.is_main and not args.no_progress)
+    out, err = None, None
     if dist.is_main:
-        out = load_images(args.dataset, split, **kw)
-    barrier(dist)
+        try:
+            out = load_images(args.dataset, split, **kw)
+        except DataError as e:
+            err = str(e)
+    if dist.enabled:
+        # Tell the other ranks, or they would wait forever for a rank that has given up.
+        box = [err]
+        torch.distributed.broadcast_object_list(box, src=0)
+        err = box[0]
+    if err is not None:
+        raise DataError(err)
     if not dist.is_main:
         out = load_images(args.dataset, split, **kw)
     return out

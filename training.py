@@ -91,11 +91,6 @@ def _all_reduce(t: torch.Tensor, dist: Dist) -> torch.Tensor:
     return t
 
 
-def barrier(dist: Dist) -> None:
-    if dist.enabled:
-        torch.distributed.barrier()
-
-
 # ---------------------------------------------------------------------------------- randomness
 
 def seed_for(*parts: int) -> int:
