@@ -9,6 +9,8 @@ import bandcache
 import pock
 from data import load_images, to_unit_range
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 @pytest.fixture(scope="module")
 def images(tiny_data):

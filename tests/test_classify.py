@@ -15,6 +15,8 @@ import training
 
 ROOT = Path(__file__).resolve().parents[1]
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 import test_flowers102  # noqa: E402  (the scripts are modules with a DEFAULTS dict)
 import test_imagenette  # noqa: E402
 import test_pt  # noqa: E402
