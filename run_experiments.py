@@ -819,8 +819,11 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
         if cfg.get("ablation"):
             L.append(f"### {ds}: ablation over bands and gains")
             L.append("")
+            ps = mean_std(plain)[1]
             L.append("Replace mode, same budget as the main table; band 1 is the finest scale. The row with bands "
-                     "1,2 and gains [3, 5) is the main `spectral` condition.")
+                     "1,2 and gains [3, 5) is the main `spectral` condition."
+                     + (f" For scale: the plain runs' seed-to-seed standard deviation is {100 * ps:.1f} points, so "
+                        f"differences of that size between single runs are noise." if ps is not None else ""))
             L.append("")
             L.append("| bands | gains k | seeds | test accuracy % | Δ vs plain | Welch p vs plain |")
             L.append("|---|---|---:|---:|---:|---:|")
