@@ -9,8 +9,8 @@ import bench_pock
 def test_bench_runs_and_certifies(tiny_data, tmp_path, monkeypatch):
     out = tmp_path / "bench"
     args = bench_pock.get_args_parser().parse_args([
-        "--data-dir", str(tiny_data["cifar10"]), "--n-images", "16", "--n-baseline", "4",
-        "--repeats", "1", "--image-size", "32", "--output-dir", str(out)])
+        "--data-dir", str(tiny_data["cifar10"]), "--n-images", "16", "--n-baseline", "2",
+        "--repeats", "1", "--image-size", "32", "--baseline-max-iter", "300", "--output-dir", str(out)])
     report = bench_pock.main(args)
     saved = json.loads((out / "bench.json").read_text())
     assert saved["results"][0]["device"] == "cpu" == report["results"][0]["device"]
