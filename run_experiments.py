@@ -496,7 +496,8 @@ def collect(steps: list, sweep: Path) -> dict:
                    images_seen=res["steps"] and sum(r.get("examples", 0) for r in recs),
                    train_images=res["train_images"], epochs=res["epochs"], batch=a.get("batch_size"),
                    batch_per_step=(a.get("batch_size") or 0) * mult, train_time=res["train_time"],
-                   test_images=res.get("test_images"), records=recs, git=args.get("git", {}))
+                   test_images=res.get("test_images"), records=recs, git=args.get("git", {}),
+                   num_classes=(args.get("model") or {}).get("num_classes"))
         tables = [(s.info["table"], s.info.get("condition") or (s.info.get("bands"), s.info.get("gains")))]
         if s.info["table"] == "main" and s.info["condition"] == "plain":
             tables.append(("dissertation-plain-reuse", "plain"))
@@ -646,23 +647,20 @@ def _flatten(d: dict, prefix="") -> dict:
 
 
 def bench_section(bench: dict) -> list:
-    """bench.json as a table: its list of timed records when it has one, else its scalar fields."""
+    """bench.json as a table: one column per timed record (e.g. per device), one row per measure."""
     lines = []
-    records = None
-    for k in ("results", "records", "rows", "timings"):
-        if isinstance(bench.get(k), list) and bench[k] and isinstance(bench[k][0], dict):
-            records = [_flatten(r) for r in bench[k]]
-            break
-    if records:
-        cols = []
+    key = next((k for k in ("results", "records", "rows", "timings")
+                if isinstance(bench.get(k), list) and bench[k] and isinstance(bench[k][0], dict)), None)
+    if key:
+        records = [_flatten(r) for r in bench[key]]
+        labels = [str(r.get("device", i)) for i, r in enumerate(records)]
+        measures = []
         for r in records:
-            cols += [c for c in r if c not in cols]
-        lines.append("| " + " | ".join(cols) + " |")
-        lines.append("|" + "|".join("---" for _ in cols) + "|")
-        for r in records:
-            lines.append("| " + " | ".join(_cell(r.get(c)) for c in cols) + " |")
-        rest = {k: v for k, v in _flatten({k: v for k, v in bench.items() if k not in ("results", "records", "rows",
-                                                                                      "timings")}).items()}
+            measures += [m for m in r if m not in measures and m != "device"]
+        lines.append("| measure | " + " | ".join(labels) + " |")
+        lines.append("|---|" + "|".join("---:" for _ in labels) + "|")
+        lines += [f"| {m} | " + " | ".join(_cell(r.get(m)) for r in records) + " |" for m in measures]
+        rest = _flatten({k: v for k, v in bench.items() if k != key})
     else:
         rest = _flatten(bench)
     if rest:
@@ -781,6 +779,11 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
             headline.append((ds, mean_std(plain), mean_std(spec), p1, len(plain), len(spec)))
         findings += [(ds, "spectral", spec, "plain", plain), (ds, "crop+flip", std_runs, "plain", plain),
                      (ds, "spectral+crop+flip", both, "crop+flip", std_runs)]
+        k = any_run["num_classes"] if any_run else None
+        if k and pm is not None:
+            L.append("")
+            L.append(f"Chance level is 1/{k} = {100 / k:.1f}%; the plain models reach {pm * k:.1f} times that at this "
+                     f"budget.")
         if ds == "flowers102":
             L.append("")
             L.append("Flowers102 follows the dissertation's split use: training images are drawn from the official "
@@ -913,6 +916,15 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
                  f"Welch p = {_p(p)}): {verdict}.")
     if not headline:
         L.append("- No dataset has finished plain and spectral runs yet.")
+    spectral_cmp = [(a, b) for _, la, a, _, b in findings if la.startswith("spectral") and len(a) > 1 and len(b) > 1]
+    if spectral_cmp:
+        better = sum(mean_std(a)[0] > mean_std(b)[0] for a, b in spectral_cmp)
+        sig_better = sum(mean_std(a)[0] > mean_std(b)[0] and (welch(a, b)[1] or 1) < 0.05 for a, b in spectral_cmp)
+        sig_worse = sum(mean_std(a)[0] < mean_std(b)[0] and (welch(a, b)[1] or 1) < 0.05 for a, b in spectral_cmp)
+        L.append("")
+        L.append(f"In sum: of {len(spectral_cmp)} comparisons with spectral augmentation, it has the higher mean "
+                 f"accuracy in {better}, is significantly better (p < 0.05) in {sig_better} and significantly worse "
+                 f"in {sig_worse}.")
     L.append("")
     L.append("These are small budgets (see Setup); they answer the question for this setting only and are not "
              "comparable with published full-data accuracies.")
