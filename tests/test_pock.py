@@ -124,6 +124,18 @@ def test_batched_equals_per_image_loop_with_per_image_lam():
     assert info.iters[3] < info.iters[0]
 
 
+def test_cpu_chunking_gives_the_unchunked_result(monkeypatch):
+    f = real_gray(size=32, n=4)
+    lam = torch.tensor([1.0, 4.0, 7.0, 15.0], dtype=torch.float64)
+    u0, info0 = pock.rof(f, 7.0, return_info=True)
+    whole = pock.rof(f, lam, return_info=True, warm=info0.dual)
+    monkeypatch.setattr(pock, "_CPU_CHUNK_ELEMS", 2 * 32 * 32 - 1)    # one image per piece
+    pieces = pock.rof(f, lam, return_info=True, warm=info0.dual)
+    assert torch.allclose(whole[0], pieces[0], atol=1e-10)
+    assert torch.equal(whole[1].iters, pieces[1].iters)
+    assert torch.allclose(whole[1].dual, pieces[1].dual, atol=1e-10)
+
+
 def test_warm_start_is_faster_and_reaches_the_same_solution():
     f = real_gray(n=4)
     u1, info1 = pock.rof(f, 7.0, tol=1e-6, return_info=True)
