@@ -104,21 +104,25 @@ def plot_figure(sets: dict, spectra: dict, t: torch.Tensor, path: Path, n_show: 
     import matplotlib.pyplot as plt
     import torchvision.utils as vutils
     names = list(sets)
-    fig = plt.figure(figsize=(3.1 * len(names), 6.4))
-    gs = fig.add_gridspec(2, len(names), height_ratios=[1.15, 1])
+    cols = min(6, len(names))
+    rows = -(-len(names) // cols)
+    fig = plt.figure(figsize=(3.1 * cols, 3.3 * rows + 3.2))
+    gs = fig.add_gridspec(rows + 1, cols, height_ratios=[1.1] * rows + [1])
     nrow = max(1, int(round(n_show ** 0.5)))
     for i, name in enumerate(names):
-        ax = fig.add_subplot(gs[0, i])
+        ax = fig.add_subplot(gs[i // cols, i % cols])
         grid = vutils.make_grid(sets[name][:n_show], nrow=nrow, normalize=True, value_range=(-1, 1), padding=1)
         ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-    ax = fig.add_subplot(gs[1, :])
-    for name, s in spectra.items():
-        ax.plot(t.numpy(), s.mean(0).numpy(), "o-", label=name, lw=2.5 if name.startswith("real") else 1.5)
+    ax = fig.add_subplot(gs[rows, :])
+    colors = plt.cm.tab20(range(20)) if len(spectra) > 10 else plt.cm.tab10(range(10))
+    for i, (name, s) in enumerate(spectra.items()):
+        ax.plot(t.numpy(), s.mean(0).numpy(), "o-", label=name, lw=2.5 if name.startswith("real") else 1.5,
+                color=colors[i % len(colors)])
     ax.set(xlabel="t = n / lam", ylabel="mean S(t) per pixel", yscale="log", title="TV spectrum")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=max(1, len(names) // 6))
     fig.tight_layout()
     data.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
