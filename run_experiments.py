@@ -633,6 +633,27 @@ def fig_ablation(rows: list, plain: list, path: Path) -> bool:
     return True
 
 
+def fig_gan_spectrum(gan_m: dict, path: Path) -> bool:
+    """Mean TV spectrum of each GAN's samples against the held-out faces' (no face images in the figure)."""
+    spec = gan_m.get("spectrum") or {}
+    t = spec.get("t")
+    if not t or not spec.get("real_mean"):
+        return False
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    ax.plot(t, spec["real_mean"], "o-", lw=2.5, color="k", label="real (held-out)")
+    for i, (name, r) in enumerate(gan_m["results"].items()):
+        if r.get("spectrum_mean") and name != "real (held-out)":
+            ax.plot(t, r["spectrum_mean"], "o-", ms=3, color=f"C{i}", label=name)
+    ax.set(xlabel="t = n / lam", ylabel="mean S(t) per pixel", yscale="log", title="TV spectrum of GAN samples")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return True
+
+
 # ----------------------------------------------------------------------------------------- report
 
 def _flatten(d: dict, prefix="") -> dict:
@@ -896,9 +917,15 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
         g_flags = " ".join((profile.get("gan") or {}).get("flags", []))
         L.append(f"DCGANs trained by `gan.py` ({g_flags}) on CelebA faces, measured by `gan_test.py` against "
                  f"{gan_m.get('n_real')} held-out faces; SWD x1e3 (lower is better), spectrum distance = relative L1 "
-                 f"distance of the mean TV spectrum to the real faces'. FID/KID: {gan_m.get('fid_kid')}.")
+                 f"distance of the mean TV spectrum to the real faces'. FID/KID: {gan_m.get('fid_kid')}. Each GAN was "
+                 f"trained once (one seed), so these differences carry no significance test.")
         L.append("")
-        L.append(gan_test.markdown_table(gan_m["results"], fid_note))
+        # metrics.json of gan_test.py before it grouped runs name a run's group 'mode'.
+        res = {k: dict(v, group=v.get("group", v.get("mode"))) for k, v in gan_m["results"].items()}
+        L.append(gan_test.markdown_table(res, fid_note))
+        if fig_gan_spectrum(gan_m, figures_dir / "gan_spectrum.png"):
+            L.append("")
+            L.append(f"![GAN spectra]({fig_rel}/gan_spectrum.png)")
     else:
         L.append("No GAN runs finished in this sweep.")
     L.append("")
