@@ -5,6 +5,7 @@ All functions take float images in [-1, 1] of shape (B, C, H, W) unless said oth
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -202,8 +203,11 @@ def fid_kid(real: torch.Tensor, fakes: dict, feature_net: torch.nn.Module, *, de
 
     n_min = min([len(real)] + [len(f) for f in fakes.values()])
     fid = FrechetInceptionDistance(feature=feature_net, reset_real_features=False).to(device)
-    kid = KernelInceptionDistance(feature=feature_net, reset_real_features=False,
-                                  subset_size=min(1000, n_min)).to(device)
+    with warnings.catch_warnings():
+        # KID warns that it keeps all features in memory: 2048 floats per image, a few MB here.
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        kid = KernelInceptionDistance(feature=feature_net, reset_real_features=False,
+                                      subset_size=min(1000, n_min)).to(device)
     for start in range(0, len(real), batch_size):
         x = _to_uint8_rgb(real[start:start + batch_size]).to(device)
         fid.update(x, real=True)
