@@ -280,6 +280,11 @@ def main(args) -> dict:
     if args.max_steps is not None and args.max_steps < len(stage_names(args)):
         raise GanError(f"--max-steps {args.max_steps} leaves a stage without updates; give at least "
                        f"{len(stage_names(args))}")
+    ckpt = None
+    if args.resume:
+        # Checked before the data and band cache are loaded, so that a wrong checkpoint fails at once.
+        ckpt = load_gan_checkpoint(args.resume)
+        check_compatible(ckpt, model_args(args), resolve_checkpoint(args.resume))
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -296,13 +301,9 @@ def main(args) -> dict:
     real_img = real_img.to(device)
     comps = comps.to(device) if comps is not None else None
 
-    ckpt = None
-    if args.resume:
-        ckpt = load_gan_checkpoint(args.resume)
-        check_compatible(ckpt, m, resolve_checkpoint(args.resume))
-        if m.get("scales") is not None:
-            # The scales are part of the generator: keep the trained ones, not this data's.
-            m["scales"] = ckpt["model_args"]["scales"]
+    if ckpt is not None and m.get("scales") is not None:
+        # The scales are part of the generator: keep the trained ones, not this data's.
+        m["scales"] = ckpt["model_args"]["scales"]
     try:
         G, D = build_generator(m).to(device), build_discriminator(m).to(device)
     except ModelError as e:
