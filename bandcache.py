@@ -20,6 +20,8 @@ the numbers gives another key, so a cache that does not match is rebuilt, never 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -99,6 +101,17 @@ def _dist():
     return 0, 1
 
 
+@contextlib.contextmanager
+def _exclusive_lock(path: Path):
+    """An advisory exclusive lock on ``path`` (POSIX ``flock``), held for the ``with`` block."""
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def _barrier():
     if _dist()[1] > 1:
         torch.distributed.barrier()
@@ -170,7 +183,7 @@ def load_or_build(images_uint8: torch.Tensor, *, cache_dir, lam: float = 7.0,
             return False
         return meta.get("key") == key and meta.get("complete") and final.stat().st_size == nbytes
 
-    if not valid_final():
+    def build() -> None:
         if rank == 0:
             folder.mkdir(parents=True, exist_ok=True)
             meta = None
@@ -230,6 +243,17 @@ def load_or_build(images_uint8: torch.Tensor, *, cache_dir, lam: float = 7.0,
                         images_per_second_per_rank=round(n_built / max(build_s, 1e-9), 2))
             _write_meta(meta_file, meta)
         _barrier()
+
+    if not valid_final():
+        if world == 1:
+            # Independent processes (two runs started together) must not build the same cache at
+            # once; the second waits, then finds it finished or resumes what is left.
+            folder.mkdir(parents=True, exist_ok=True)
+            with _exclusive_lock(folder / "build.lock"):
+                if not valid_final():
+                    build()
+        else:
+            build()
     arr = np.memmap(final, dtype=np_dtype, mode="c", shape=shape)
     return torch.from_numpy(arr)
 

@@ -91,3 +91,20 @@ def test_bad_components_are_refused(images, tmp_path):
         _build(images, tmp_path, components=("phi0",))
     assert bandcache.parse_components(("phi3", "u1"))[0] == 3
     assert bandcache.parse_components(("u4",))[0] == 3
+
+
+def _build_in_subprocess(args):
+    images, cache = args
+    torch.set_num_threads(1)
+    # a tight tolerance and small chunks make the build last long enough for the runs to overlap
+    return _build(images, cache, dtype=torch.float32, tol=1e-7, batch_size=2).clone()
+
+
+def test_two_processes_building_the_same_cache_agree(images, tmp_path):
+    """Two runs started together: one builds, the other waits and reuses (no crash, same bands)."""
+    import multiprocessing as mp
+    with mp.get_context("spawn").Pool(2) as pool:
+        a, b = pool.map(_build_in_subprocess, [(images, tmp_path), (images, tmp_path)])
+    assert torch.equal(a, b)
+    assert torch.equal(a, _build(images, tmp_path, dtype=torch.float32, tol=1e-7, batch_size=2))
+    assert len([m for m in tmp_path.glob("*/meta.json")]) == 1
