@@ -456,7 +456,7 @@ def _sample_photo(name: str):
     return Image.fromarray(base if base.dtype == np.uint8 else (base * 255).astype(np.uint8))
 
 
-def _synthetic_image(cls: int, j: int, w: int, h: int):
+def _photo_crop(cls: int, j: int, w: int, h: int):
     """A real photograph crop (scikit-image samples), different per class and per index."""
     from PIL import Image
     img = _sample_photo(_SKIMAGE_BASES[cls % len(_SKIMAGE_BASES)])
@@ -521,7 +521,7 @@ def make_test_dataset(kind: str, dest, *, n_per_class: int, image_size: int) -> 
                     for j in range(n_per_class):
                         image_id += 1
                         p = f"{s}/{label}/image_{image_id:05d}.jpg"
-                        entries.append((p, _jpeg_bytes(_synthetic_image(label - 1, image_id, w, h))))
+                        entries.append((p, _jpeg_bytes(_photo_crop(label - 1, image_id, w, h))))
                         csv_rows.append({"path": p, "image_id": str(image_id), "label": str(label),
                                          "official_split": s})
                     names[str(label)] = f"flower {label}"
@@ -531,7 +531,7 @@ def make_test_dataset(kind: str, dest, *, n_per_class: int, image_size: int) -> 
             for si, s in enumerate(splits):
                 for ci, c in enumerate(classes):
                     for j in range(n_per_class):
-                        img = _synthetic_image(ci, 100 * si + j, w, h)
+                        img = _photo_crop(ci, 100 * si + j, w, h)
                         entries.append((f"{s}/{c}/{j:04d}.jpg", _jpeg_bytes(img)))
     if flowers:
         buf = io.StringIO()
