@@ -973,7 +973,7 @@ def readme_block(headline, meta, machine, profile_name, n_done, n_all, results_m
              f"{'GPU ' + machine['gpu'] if machine.get('gpu') else 'no GPU'}; data: "
              + ", ".join(f"`{Path(v['path']).name}`" for v in (meta.get("data") or {}).values())
              + f"; {n_done} of {n_all} training runs finished). Test accuracy, mean ± std over seeds, "
-               "plain vs spectral augmentation at equal budgets:", ""]
+               f"plain vs spectral augmentation at equal budgets ({PROFILES[profile_name]['description']}):", ""]
     for ds, (pm_, ps_), (sm_, ss_), p, n1, n2 in headline:
         lines.append(f"- {ds}: plain {_pct(pm_)} ± {_pct(ps_)}% vs spectral {_pct(sm_)} ± {_pct(ss_)}% "
                      f"(Welch p = {_p(p)}, {n1}/{n2} seeds)")
