@@ -703,6 +703,9 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
     meta = _read_json(sweep / "sweep.json") or {}
     groups = collect(steps, sweep)
     fig_rel = os.path.relpath(figures_dir, results_md.parent)
+    counts = [len(v) for (_, table, _), v in groups.items() if table == "main"]
+    seed_range = "–" if not counts else (f"{min(counts)}" if min(counts) == max(counts)
+                                         else f"{min(counts)} to {max(counts)}")
     done = {s.name for s in steps if finished(s, sweep)}
     missing = [s for s in steps if s.name not in done]
     train_steps = [s for s in steps if s.kind == "train"]
@@ -728,8 +731,19 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
     runs_git = ", ".join(f"`{json.loads(c).get('commit')}`" + (" (dirty)" if json.loads(c).get("dirty") else "")
                          for c in commits)
     L.append(f"- Code: commit `{g.get('commit')}`" + (" with uncommitted changes" if g.get("dirty") else "")
-             + (f"; the runs' args.json record {runs_git}." if commits else "; no run finished."))
+             + (f"; the runs' args.json record {runs_git}." if commits else "; no run finished.")
+             + same_code_note([json.loads(c).get("commit") for c in commits]))
     rg = git_state("run_experiments.py")
+    if len(commits) > 1:
+        by_commit = {}
+        for (ds, table, _), runs in groups.items():
+            if table == "dissertation-plain-reuse":
+                continue
+            for r in runs:
+                by_commit.setdefault(r["git"].get("commit"), {}).setdefault(f"{ds} {table}", []).append(r["seed"])
+        for c, parts in by_commit.items():
+            L.append(f"  - `{str(c)[:7]}`: " + "; ".join(f"{k} seeds {sorted(set(v))} ({len(v)} runs)"
+                                                         for k, v in sorted(parts.items())))
     L.append(f"- Reproduce: `python run_experiments.py --profile {profile_name}` runs (or resumes) the sweep and "
              f"writes this file; `--report-only` rewrites it from the finished runs. This file was written by "
              f"run_experiments.py at commit `{rg.get('commit')}`" + (" (with uncommitted changes)" if rg.get("dirty") else "") + ".")
@@ -758,8 +772,9 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
     L.append("")
     L.append("Seeds (`--seed`) change the initialisation, the batch order and the augmentation draws; the training "
              "subset (`--data-seed 0`) and the test images are the same for every run. `p` is the two-sided "
-             "p-value of Welch's t-test (`scipy.stats.ttest_ind(equal_var=False)`) over the seeds; with 3 seeds it "
-             "detects only large effects, and no correction for the several comparisons is applied.")
+             "p-value of Welch's t-test (`scipy.stats.ttest_ind(equal_var=False)`) over the seeds; with "
+             f"{seed_range} seeds per condition it detects only effects of the order of the seed-to-seed spread, and "
+             "no correction for the several comparisons is applied.")
     L.append("")
 
     headline, findings = [], []
@@ -965,6 +980,32 @@ def build_report(profile_name: str, profile: dict, steps: list, sweep: Path, sta
         L.append("")
     readme = readme_block(headline, meta, machine, profile_name, n_train_done, len(train_steps), results_md)
     return "\n".join(L), readme
+
+
+CODE_FILES = ("pock.py", "bandcache.py", "data.py", "models.py", "training.py", "classify.py", "gan.py",
+              "gan_models.py", "gan_metrics.py", "gan_test.py", "bench_pock.py") + tuple(f for t in SCRIPTS.values() for f in t)
+
+
+def same_code_note(commits: list) -> str:
+    """Whether the code the runs executed (everything but this driver) is the same in all their commits."""
+    commits = [c for c in commits if c]
+    if len(commits) < 2:
+        return ""
+    try:
+        changed = subprocess.run(["git", "diff", "--name-only", commits[0], commits[-1], "--", *CODE_FILES],
+                                 cwd=HERE, capture_output=True, text=True, timeout=20)
+        if changed.returncode != 0:
+            return ""
+        others = [c for c in commits[1:-1] if subprocess.run(
+            ["git", "diff", "--quiet", commits[0], c, "--", *CODE_FILES], cwd=HERE, timeout=20).returncode != 0]
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    if not changed.stdout.strip() and not others:
+        return (" These commits differ only outside the code the runs execute (the sweep was resumed with later "
+                "versions of run_experiments.py); the scripts, the TV engine and the training code are identical.")
+    return (f" Between these commits the sweep was resumed with newer code, and files the runs execute changed "
+            f"({', '.join(changed.stdout.split())}); `git diff {commits[0][:7]} {commits[-1][:7]}` shows how. Which "
+            f"runs used which commit is listed below.")
 
 
 def readme_block(headline, meta, machine, profile_name, n_done, n_all, results_md: Path) -> str:
