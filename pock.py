@@ -243,8 +243,7 @@ def rof_dual_energy(p: torch.Tensor, f: torch.Tensor, lam: Lam) -> torch.Tensor:
     """
     f4, _ = _as_batch(f, "f")
     lam_t = _lam_per_image(lam, f4.shape[0], f4)
-    d = div(p if p.dim() == 5 else p.reshape((1,) * (5 - p.dim()) + tuple(p.shape)))
-    d = d.reshape(f4.shape)
+    d = div(p).reshape(f4.shape)
     return -(f4 * d).sum(dim=(1, 2, 3)) - d.square().sum(dim=(1, 2, 3)) / (2 * lam_t)
 
 
