@@ -16,7 +16,6 @@ Prints a table and, with ``--output-dir``, writes ``bench.json`` there.
 """
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 
 import pock
+from training import write_json
 
 
 def get_args_parser():
@@ -219,11 +219,7 @@ def main(args):
               f"{r['spectral_dissertation']['max_band_error_vs_reference']:20.2e}")
         print(f"spectral: pock is {r['spectral_speedup_vs_dissertation']:.1f}x the dissertation's scheme")
     if args.output_dir:
-        out = Path(args.output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        tmp = out / "bench.json.tmp"
-        tmp.write_text(json.dumps(report, indent=2))
-        os.replace(tmp, out / "bench.json")
+        write_json(report, Path(args.output_dir) / "bench.json")
     return report
 
 

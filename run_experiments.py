@@ -44,6 +44,8 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training import write_json
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA_ROOT = HERE.parent / "shared" / "data"
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
@@ -290,7 +292,7 @@ def run_step(step: Step, sweep: Path, threads, log) -> int:
     seconds = time.time() - t0
     rec = {"command": _command(step, sweep)[1:], "rc": rc, "seconds": round(seconds, 1),
            "finished_at": _now(), "resumed": resumable}
-    _write_json(rec, out / "driver.json")
+    write_json(rec, out / "driver.json")
     if rc == 0 and not (out / step.marker).exists():
         rc = -1
         log(f"FAILED {step.name}: exited 0 without writing {step.marker}")
@@ -350,12 +352,6 @@ def run_sweep(steps: list, sweep: Path, jobs: int, threads, log) -> dict:
 
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _write_json(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 def _read_json(path: Path):
@@ -1097,7 +1093,7 @@ def main(args) -> int:
                     machine=machine_info(), git=git_state(),
                     data={k: {"path": v, "sha256": sha256(Path(v)) if args.profile != "smoke" else None}
                           for k, v in data.items()})
-        _write_json(meta, sweep / "sweep.json")
+        write_json(meta, sweep / "sweep.json")
         log(f"sweep {sweep}: {len(steps)} steps, {profile['jobs']} in parallel")
         status = run_sweep(steps, sweep, profile["jobs"], profile["threads"], log)
     else:
