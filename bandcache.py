@@ -27,6 +27,7 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -34,7 +35,8 @@ import numpy as np
 import torch
 
 import pock
-from data import atomic_write, to_unit_range
+from data import to_unit_range
+from io_utils import write_json
 
 __all__ = ["load_or_build", "cache_key", "cache_info", "parse_components", "FORMAT_VERSION"]
 
@@ -91,10 +93,6 @@ def cache_key(images_uint8: torch.Tensor, *, lam, components, tol, vectorial, dt
     }
 
 
-def _write_meta(path: Path, meta: dict) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=1)))
-
-
 def _dist():
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -131,6 +129,112 @@ def _compute(batch_u8: torch.Tensor, N: int, parsed, lam, tol, vectorial, device
     return torch.stack(out, dim=1)
 
 
+@dataclass
+class _Build:
+    """One cache folder and what it must hold."""
+    folder: Path
+    key: dict
+    shape: tuple
+    np_dtype: type
+
+    @property
+    def final(self) -> Path:
+        return self.folder / "data.bin"
+
+    @property
+    def partial(self) -> Path:
+        return self.folder / "data.partial"
+
+    @property
+    def done_file(self) -> Path:
+        return self.folder / "done.bin"
+
+    @property
+    def meta_file(self) -> Path:
+        return self.folder / "meta.json"
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * np.dtype(self.np_dtype).itemsize
+
+    def meta(self):
+        """meta.json, or None when it is missing or unreadable (the folder is then rebuilt)."""
+        try:
+            return json.loads(self.meta_file.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def finished(self) -> bool:
+        meta = self.meta()
+        return (meta is not None and meta.get("key") == self.key and bool(meta.get("complete"))
+                and self.final.exists() and self.final.stat().st_size == self.nbytes)
+
+    def prepare(self, chunk: int) -> None:
+        """Rank 0: keep a resumable partial build of this key, else start afresh with empty files."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        meta = self.meta()
+        if (meta is not None and meta.get("key") == self.key and self.partial.exists() and self.done_file.exists()
+                and self.partial.stat().st_size == self.nbytes):
+            return
+        # Anything else in this folder is stale or foreign.
+        for p in (self.final, self.partial, self.done_file):
+            if p.exists():
+                p.unlink()
+        with open(self.partial, "wb") as fh:
+            fh.truncate(self.nbytes)
+        with open(self.done_file, "wb") as fh:
+            fh.write(bytes(-(-self.shape[0] // chunk)))
+        write_json(self.meta_file, {"key": self.key, "shape": list(self.shape), "chunk": chunk, "complete": False})
+
+
+def _fill(b: _Build, images_uint8, N, parsed, lam, tol, vectorial, device, dtype, progress) -> dict:
+    """Compute this rank's unfinished chunks into the partial file; returns build statistics."""
+    rank, world = _dist()
+    meta = b.meta()
+    chunk, n_img = int(meta["chunk"]), b.shape[0]
+    n_chunks = -(-n_img // chunk)
+    arr = np.memmap(b.partial, dtype=b.np_dtype, mode="r+", shape=b.shape)
+    done = np.memmap(b.done_file, dtype=np.uint8, mode="r+", shape=(n_chunks,))
+    mine = [c for c in range(n_chunks) if c % world == rank and not done[c]]
+    from tqdm import tqdm
+    bar = tqdm(total=n_img, initial=min(n_img, int(done.sum()) * chunk), desc=f"band cache {b.folder.name[:8]}",
+               unit="img", disable=not progress or rank != 0, mininterval=1.0)
+    t0 = time.perf_counter()
+    n_built = 0
+    for c in mine:
+        lo, hi = c * chunk, min(n_img, (c + 1) * chunk)
+        comp = _compute(images_uint8[lo:hi], N, parsed, lam, tol, vectorial, device)
+        arr[lo:hi] = comp.to("cpu", dtype).numpy()
+        arr.flush()
+        # Mark the chunk only after its data reached the file: a crash in between redoes it.
+        done[c] = 1
+        done.flush()
+        n_built += hi - lo
+        bar.update(min((hi - lo) * world, n_img - bar.n))
+    bar.close()
+    seconds = time.perf_counter() - t0
+    return dict(build_seconds=round(seconds, 3), device=str(device), world_size=world,
+                images_per_second_per_rank=round(n_built / max(seconds, 1e-9), 2))
+
+
+def _build(b: _Build, images_uint8, N, parsed, lam, tol, vectorial, device, batch_size, dtype, progress) -> None:
+    """Build (or finish) the cache; every rank takes part, rank 0 publishes ``data.bin``."""
+    rank, _ = _dist()
+    if rank == 0:
+        b.prepare(int(batch_size))
+    _barrier()
+    stats = _fill(b, images_uint8, N, parsed, lam, tol, vectorial, device, dtype, progress)
+    _barrier()
+    if rank == 0:
+        done = np.fromfile(b.done_file, dtype=np.uint8)
+        if not done.all():
+            raise RuntimeError(f"band cache {b.folder}: {int((done == 0).sum())} chunks missing after build")
+        os.replace(b.partial, b.final)
+        b.done_file.unlink()
+        write_json(b.meta_file, {**b.meta(), "complete": True, **stats})
+    _barrier()
+
+
 def load_or_build(images_uint8: torch.Tensor, *, cache_dir, lam: float = 7.0,
                   components: Sequence[str] = ("phi1", "phi2"), tol: float = 1e-4,
                   vectorial: bool = False, device="cpu", batch_size: int = 256,
@@ -165,97 +269,20 @@ def load_or_build(images_uint8: torch.Tensor, *, cache_dir, lam: float = 7.0,
     key = cache_key(images_uint8, lam=lam, components=components, tol=tol, vectorial=vectorial,
                     dtype=dtype, data_key=data_key)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    folder = Path(cache_dir) / digest
-    n_img = images_uint8.shape[0]
-    shape = (n_img, len(parsed)) + tuple(images_uint8.shape[1:])
-    np_dtype = _NP_DTYPES[dtype]
-    final, partial, done_file, meta_file = (folder / "data.bin", folder / "data.partial",
-                                            folder / "done.bin", folder / "meta.json")
-    rank, world = _dist()
-    nbytes = int(np.prod(shape)) * np.dtype(np_dtype).itemsize
-
-    def valid_final() -> bool:
-        if not (final.exists() and meta_file.exists()):
-            return False
-        try:
-            meta = json.loads(meta_file.read_text())
-        except (OSError, ValueError):
-            return False
-        return meta.get("key") == key and meta.get("complete") and final.stat().st_size == nbytes
-
-    def build() -> None:
-        if rank == 0:
-            folder.mkdir(parents=True, exist_ok=True)
-            meta = None
-            if meta_file.exists():
-                try:
-                    meta = json.loads(meta_file.read_text())
-                except (OSError, ValueError):
-                    meta = None
-            resumable = (meta is not None and meta.get("key") == key and partial.exists()
-                         and done_file.exists() and partial.stat().st_size == nbytes)
-            if not resumable:
-                # Anything else in this folder is stale or foreign: start afresh.
-                for p in (final, partial, done_file):
-                    if p.exists():
-                        p.unlink()
-                chunk = int(batch_size)
-                n_chunks = -(-n_img // chunk)
-                with open(partial, "wb") as fh:
-                    fh.truncate(nbytes)
-                with open(done_file, "wb") as fh:
-                    fh.write(bytes(n_chunks))
-                _write_meta(meta_file, {"key": key, "shape": list(shape), "chunk": chunk, "complete": False})
-        _barrier()
-        meta = json.loads(meta_file.read_text())
-        chunk = int(meta["chunk"])
-        n_chunks = -(-n_img // chunk)
-        arr = np.memmap(partial, dtype=np_dtype, mode="r+", shape=shape)
-        done = np.memmap(done_file, dtype=np.uint8, mode="r+", shape=(n_chunks,))
-        mine = [c for c in range(n_chunks) if c % world == rank and not done[c]]
-        from tqdm import tqdm
-        bar = tqdm(total=n_img, initial=min(n_img, int(done.sum()) * chunk),
-                   desc=f"band cache {digest[:8]}", unit="img", disable=not progress or rank != 0,
-                   mininterval=1.0)
-        t0 = time.perf_counter()
-        n_built = 0
-        for c in mine:
-            lo, hi = c * chunk, min(n_img, (c + 1) * chunk)
-            comp = _compute(images_uint8[lo:hi], N, parsed, lam, tol, vectorial, device)
-            arr[lo:hi] = comp.to("cpu", dtype).numpy()
-            arr.flush()
-            # Mark the chunk only after its data reached the file: a crash in between redoes it.
-            done[c] = 1
-            done.flush()
-            n_built += hi - lo
-            bar.update(min((hi - lo) * world, n_img - bar.n))
-        bar.close()
-        build_s = time.perf_counter() - t0
-        del arr, done
-        _barrier()
-        if rank == 0:
-            done = np.fromfile(done_file, dtype=np.uint8)
-            if not done.all():
-                raise RuntimeError(f"band cache {folder}: {int((done == 0).sum())} chunks missing after build")
-            os.replace(partial, final)
-            done_file.unlink()
-            meta.update(complete=True, build_seconds=round(build_s, 3), device=str(device), world_size=world,
-                        images_per_second_per_rank=round(n_built / max(build_s, 1e-9), 2))
-            _write_meta(meta_file, meta)
-        _barrier()
-
-    if not valid_final():
-        if world == 1:
+    b = _Build(Path(cache_dir) / digest, key, (images_uint8.shape[0], len(parsed)) + tuple(images_uint8.shape[1:]),
+               _NP_DTYPES[dtype])
+    build = (b, images_uint8, N, parsed, lam, tol, vectorial, device, batch_size, dtype, progress)
+    if not b.finished():
+        if _dist()[1] == 1:
             # Independent processes (two runs started together) must not build the same cache at
             # once; the second waits, then finds it finished or resumes what is left.
-            folder.mkdir(parents=True, exist_ok=True)
-            with _exclusive_lock(folder / "build.lock"):
-                if not valid_final():
-                    build()
+            b.folder.mkdir(parents=True, exist_ok=True)
+            with _exclusive_lock(b.folder / "build.lock"):
+                if not b.finished():
+                    _build(*build)
         else:
-            build()
-    arr = np.memmap(final, dtype=np_dtype, mode="c", shape=shape)
-    return torch.from_numpy(arr)
+            _build(*build)
+    return torch.from_numpy(np.memmap(b.final, dtype=b.np_dtype, mode="c", shape=b.shape))
 
 
 def cache_info(cache_dir) -> list:

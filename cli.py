@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from typing import Callable, Optional, Sequence
 
-__all__ = ["UserError", "run", "renamed_flag"]
+__all__ = ["UserError", "run", "renamed_flag", "removed_flag", "add_common_flags"]
 
 
 class UserError(Exception):
@@ -28,11 +28,54 @@ def run(main: Callable, parser, argv: Optional[Sequence[str]] = None):
 
 
 def renamed_flag(parser, old: str, new: str, why: str = "") -> None:
-    """Make ``old`` a flag that fails at parse time with a one-line message naming ``new``."""
+    """Make ``old`` a flag that fails at parse time with a one-line message naming ``new``.
+
+    The message is the same ``error: ...`` line as :func:`run`'s (no usage block), exit status 2.
+    """
     import argparse
 
     class _Renamed(argparse.Action):
         def __call__(self, p, namespace, values, option_string=None):
-            p.error(f"{old} is gone: use {new}" + (f" ({why})" if why else ""))
+            msg = f"{old} is gone: use {new}" + (f" ({why})" if why else "") if new else f"{old} is gone: {why}"
+            print(f"error: {msg}", file=sys.stderr)
+            sys.exit(2)
 
-    parser.add_argument(old, nargs="?", action=_Renamed, help=argparse.SUPPRESS)
+    parser.add_argument(old, nargs="?", action=_Renamed, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def removed_flag(parser, old: str, why: str) -> None:
+    """Make ``old`` a flag that fails at parse time with ``old is gone: why``."""
+    renamed_flag(parser, old, "", why)
+
+
+# The flags that mean the same in every training script, classifiers and GANs alike (torchvision
+# references' vocabulary); a script passes its own defaults.
+COMMON_FLAGS = {
+    "--data-dir": dict(default=None, metavar="PATH",
+                       help="folder or .zip in ImageFolder layout <split>/<class>/<image>, e.g. {example}; "
+                            "None: download with torchvision into --download-root"),
+    "--output-dir": dict(help="the run's folder: args.json, checkpoint.pt, metrics and figures"),
+    "--device": dict(default=None, help="cpu, cuda, cuda:1 ...; None: cuda when available"),
+    "--seed": dict(type=int, default=0, help="seed of every random draw: initialisation, batches, augmentation "
+                                             "or latent noise, and the --subset draw"),
+    "--amp": dict(action="store_true", help="mixed precision (float16 autocast, CUDA only)"),
+    "--resume": dict(nargs="?", const="", default=None, metavar="CHECKPOINT",
+                     help="continue from CHECKPOINT (a checkpoint.pt or its run folder); "
+                          "the flag alone: --output-dir/checkpoint.pt"),
+    "--cache-dir": dict(default="cache", help="root of the caches: decoded images in <cache-dir>/decoded, "
+                                              "spectral bands in <cache-dir>/bands"),
+    "--subset": dict(type=int, default=None, metavar="N",
+                     help="train on N images drawn at random with --seed; None: all"),
+}
+
+
+def add_common_flags(parser, example: str, **defaults) -> None:
+    """Add :data:`COMMON_FLAGS` to ``parser``; ``example`` is the ``--data-dir`` archive to name,
+    ``defaults`` override defaults by destination (``output_dir="runs/gan"``). ``--no-amp`` is refused."""
+    for flag, spec in COMMON_FLAGS.items():
+        spec = dict(spec, help=spec["help"].format(example=example))
+        dest = flag[2:].replace("-", "_")
+        if dest in defaults:
+            spec["default"] = defaults[dest]
+        parser.add_argument(flag, **spec)
+    renamed_flag(parser, "--no-amp", "--amp", "mixed precision is now opt-in")

@@ -26,7 +26,6 @@ import io
 import json
 import os
 import random
-import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,14 +35,18 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-__all__ = ["DataError", "ImageSet", "load_images", "to_unit_range", "from_unit_range",
-           "make_test_dataset", "atomic_write", "DATASETS", "IMAGE_EXTENSIONS"]
+from cli import UserError
+from io_utils import atomic_write
+
+__all__ = ["DataError", "ImageSet", "load_images", "subset_indices", "to_unit_range", "from_unit_range",
+           "make_test_dataset", "DATASETS", "IMAGE_EXTENSIONS"]
 
 DATASETS = ("cifar10", "flowers102", "imagenette", "celeba", "folder")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 # Bump when the decoding changes, so that cached decodes made by older code are not reused.
 DECODE_VERSION = 1
 SPLITS_CSV = "flowers102_splits.csv"
+CLASS_NAMES = "cat_to_name.json"
 # torchvision's split names per dataset (used when downloading).
 TORCHVISION_SPLITS = {
     "cifar10": ("train", "test"),
@@ -53,8 +56,8 @@ TORCHVISION_SPLITS = {
 }
 
 
-class DataError(Exception):
-    """A user-facing problem with a dataset path or file; its message is one line saying what to do."""
+class DataError(UserError):
+    """A problem with a dataset path or file; its message is one line saying what to do."""
 
 
 @dataclass
@@ -146,9 +149,8 @@ class _Tree:
             if self.zip is not None:
                 return self.zip.read(full)
             return (self.path / full).read_bytes()
-        except (OSError, KeyError, zipfile.BadZipFile, EOFError) as e:
-            raise DataError(f"{self.path}: cannot read {full} ({e}); replace or remove that file") from None
-        except RuntimeError as e:  # zlib/CRC failures surface as BadZipFile or RuntimeError
+        # zlib/CRC failures surface as BadZipFile or RuntimeError
+        except (OSError, KeyError, zipfile.BadZipFile, EOFError, RuntimeError) as e:
             raise DataError(f"{self.path}: cannot read {full} ({e}); replace or remove that file") from None
 
     def has(self, rel: str) -> bool:
@@ -218,12 +220,7 @@ def _flowers_csv_listing(tree: _Tree, split: str) -> _Listing:
     if split not in splits:
         raise DataError(f"{tree.path}: unknown split '{split}'; {SPLITS_CSV} lists official splits "
                         f"{', '.join(splits)}")
-    names = {}
-    if tree.has("cat_to_name.json"):
-        try:
-            names = json.loads(tree.read("cat_to_name.json"))
-        except ValueError:
-            names = {}
+    names = _class_names(tree) if tree.has(CLASS_NAMES) else {}
     try:
         labels = sorted({int(r["label"]) for r in rows})
     except ValueError:
@@ -242,6 +239,18 @@ def _flowers_csv_listing(tree: _Tree, split: str) -> _Listing:
     items.sort()
     return _Listing(items, classes, tree.read, _digest([tree.fingerprint, tree.prefix, "csv", split]),
                     str(tree.path))
+
+
+def _class_names(tree: _Tree) -> dict:
+    """Flowers102's ``cat_to_name.json``: {"1": "pink primrose", ...}; a malformed file is an error."""
+    try:
+        names = json.loads(tree.read(CLASS_NAMES))
+    except ValueError as e:
+        raise DataError(f"{tree.path}: {CLASS_NAMES} is not valid JSON ({e}); fix or delete it") from None
+    if not isinstance(names, dict) or not all(isinstance(v, str) for v in names.values()):
+        raise DataError(f"{tree.path}: {CLASS_NAMES} must map label numbers to names, e.g. "
+                        f'{{"1": "pink primrose"}}; fix or delete it')
+    return names
 
 
 def _local_listing(name: str, split: str, data_dir) -> _Listing:
@@ -327,24 +336,6 @@ def _decode_one(listing: _Listing, key: str, size: int, grayscale: bool) -> np.n
     return arr[None] if grayscale else arr.transpose(2, 0, 1)
 
 
-def atomic_write(path, write: Callable) -> None:
-    """``write(tmp_path)`` then rename over ``path``: readers see the old file or the new one, never half.
-
-    Shared by every module that writes results, caches or checkpoints.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def load_images(name: str, split: str, *, data_dir=None, image_size: int, grayscale: bool = True,
                 subset: Optional[int] = None, seed: int = 0, download_root: str = "./data",
                 cache_dir: Optional[str] = "cache/decoded", workers: int = 0,
@@ -382,9 +373,7 @@ def load_images(name: str, split: str, *, data_dir=None, image_size: int, graysc
     n_all = len(listing.items)
     if n_all == 0:
         raise DataError(f"{listing.where}: split '{split}' holds no images; check the dataset")
-    idx = list(range(n_all))
-    if subset is not None and subset < n_all:
-        idx = sorted(random.Random(seed).sample(idx, subset))
+    idx = subset_indices(n_all, subset, seed)
     key = _digest([DECODE_VERSION, listing.fingerprint, name, split, image_size, grayscale, idx])
     source = f"{name}:{split}@{listing.where}#{key}"
     cache_file = Path(cache_dir) / f"{name}-{split}-{image_size}{'g' if grayscale else 'c'}-{key}.pt" \
@@ -428,9 +417,15 @@ def load_images(name: str, split: str, *, data_dir=None, image_size: int, graysc
     return result
 
 
+def subset_indices(n: int, subset: Optional[int], seed: int) -> list:
+    """``subset`` of ``range(n)`` drawn uniformly without replacement with ``seed``, sorted (all if None)."""
+    if subset is None or subset >= n:
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), subset))
+
+
 # ------------------------------------------------------------------------- test datasets
 
-_SHARED = Path(__file__).resolve().parent.parent / "shared" / "data"
 _SKIMAGE_BASES = ("camera", "astronaut", "coffee", "chelsea", "rocket", "moon", "page", "text",
                   "coins", "clock", "brick", "grass", "gravel", "cat", "immunohistochemistry", "colorwheel")
 _KIND_LAYOUT = {  # splits, classes
@@ -470,79 +465,60 @@ def _photo_crop(cls: int, j: int, w: int, h: int):
     return img.resize((w, h), Image.BILINEAR)
 
 
-def make_test_dataset(kind: str, dest, *, n_per_class: int, image_size: int) -> Path:
-    """Write a tiny real dataset as a zip in the layout of the shared archives; return its path.
+def _flowers_entries(n_per_class: int, w: int, h: int) -> list:
+    """Flowers102's layout: ``<split>/<label>/image_<id>.jpg``, the splits CSV and ``cat_to_name.json``."""
+    entries, rows, image_id = [], io.StringIO(), 0
+    wr = csv.DictWriter(rows, fieldnames=["path", "image_id", "label", "official_split"])
+    wr.writeheader()
+    for s in ("train", "val", "test"):
+        for label in range(1, 103):
+            for _ in range(n_per_class):
+                image_id += 1
+                p = f"{s}/{label}/image_{image_id:05d}.jpg"
+                entries.append((p, _jpeg_bytes(_photo_crop(label - 1, image_id, w, h))))
+                wr.writerow({"path": p, "image_id": image_id, "label": label, "official_split": s})
+    names = {str(label): f"flower {label}" for label in range(1, 103)}
+    return entries + [(SPLITS_CSV, rows.getvalue().encode()), (CLASS_NAMES, json.dumps(names).encode())]
 
-    ``kind`` is ``"cifar10"``, ``"flowers102"`` (with ``flowers102_splits.csv`` and
-    ``cat_to_name.json``, ``n_per_class`` images per class in each official split),
-    ``"imagenette"`` or ``"celeba"``. The images are taken from ``../shared/data`` when it exists
-    (the first ``n_per_class`` per class and split), else cut from scikit-image's sample photographs.
-    Images are written at ``image_size`` (Flowers102 non-square, to exercise the center crop).
+
+def make_test_dataset(kind: str, dest, *, n_per_class: int, image_size: int) -> Path:
+    """Write a tiny dataset of real photographs as a zip in the layout of the shared archives.
+
+    The images are crops of scikit-image's bundled sample photographs, so the same zip is built on
+    every machine, with or without ``../shared/data``.
+
+    Parameters
+    ----------
+    kind : ``"cifar10"``, ``"imagenette"``, ``"celeba"`` (one class, each image from another
+        photograph), or ``"flowers102"`` (``n_per_class`` images per class in each official split,
+        with ``flowers102_splits.csv`` and ``cat_to_name.json``; images 4:3, to exercise the crop)
+    dest : the zip to write
+    n_per_class : images per class and split
+    image_size : side of the (square) images in pixels
+
+    Returns
+    -------
+    Path of the zip.
     """
-    from PIL import Image
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shared = _SHARED / f"{kind}.zip"
-    flowers = kind == "flowers102"
-    if kind not in _KIND_LAYOUT and not flowers:
-        raise ValueError(f"unknown test dataset kind {kind!r}")
-    w, h = (image_size, image_size * 4 // 3) if flowers else (image_size, image_size)
-    entries = []   # (path in zip, bytes)
-    csv_rows = []
-    if shared.exists():
-        src = zipfile.ZipFile(shared)
-        if flowers:
-            rows = list(csv.DictReader(io.StringIO(src.read(SPLITS_CSV).decode())))
-            count: dict = {}
-            for r in rows:
-                k = (r["official_split"], r["label"])
-                if count.get(k, 0) < n_per_class:
-                    count[k] = count.get(k, 0) + 1
-                    csv_rows.append(r)
-            picks = [r["path"] for r in csv_rows]
-            entries.append(("cat_to_name.json", src.read("cat_to_name.json")))
-        else:
-            splits, classes = _KIND_LAYOUT[kind]
-            names = sorted(src.namelist())
-            picks = []
-            for s in splits:
-                for c in classes:
-                    pre = f"{s}/{c}/"
-                    picks += [n for n in names if n.startswith(pre) and _is_image(n)][:n_per_class]
-        for p in picks:
-            img = Image.open(io.BytesIO(src.read(p)))
-            entries.append((p, _jpeg_bytes(_resize(img, image_size) if not flowers else img.resize((w, h)))))
+    if kind == "flowers102":
+        entries = _flowers_entries(n_per_class, image_size, image_size * 4 // 3)
+    elif kind in _KIND_LAYOUT:
+        splits, classes = _KIND_LAYOUT[kind]
+        entries = []
+        for si, s in enumerate(splits):
+            for ci, c in enumerate(classes):
+                for j in range(n_per_class):
+                    # One class (CelebA): vary the photograph with the index instead of the class.
+                    photo = j if len(classes) == 1 else ci
+                    img = _photo_crop(photo, 100 * si + j, image_size, image_size)
+                    entries.append((f"{s}/{c}/{j:04d}.jpg", _jpeg_bytes(img)))
     else:
-        if flowers:
-            names = {}
-            image_id = 0
-            for s in ("train", "val", "test"):
-                for label in range(1, 103):
-                    for j in range(n_per_class):
-                        image_id += 1
-                        p = f"{s}/{label}/image_{image_id:05d}.jpg"
-                        entries.append((p, _jpeg_bytes(_photo_crop(label - 1, image_id, w, h))))
-                        csv_rows.append({"path": p, "image_id": str(image_id), "label": str(label),
-                                         "official_split": s})
-                    names[str(label)] = f"flower {label}"
-            entries.append(("cat_to_name.json", json.dumps(names).encode()))
-        else:
-            splits, classes = _KIND_LAYOUT[kind]
-            for si, s in enumerate(splits):
-                for ci, c in enumerate(classes):
-                    for j in range(n_per_class):
-                        img = _photo_crop(ci, 100 * si + j, w, h)
-                        entries.append((f"{s}/{c}/{j:04d}.jpg", _jpeg_bytes(img)))
-    if flowers:
-        buf = io.StringIO()
-        wr = csv.DictWriter(buf, fieldnames=["path", "image_id", "label", "official_split"])
-        wr.writeheader()
-        for r in csv_rows:
-            wr.writerow({k: r[k] for k in ("path", "image_id", "label", "official_split")})
-        entries.append((SPLITS_CSV, buf.getvalue().encode()))
-    tmp = dest.with_name(dest.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
-        for p, b in entries:
-            z.writestr(p, b)
-    os.replace(tmp, dest)
+        raise ValueError(f"unknown test dataset kind {kind!r}; choose cifar10, imagenette, celeba or flowers102")
+
+    def write(tmp):
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
+            for p, b in entries:
+                z.writestr(p, b)
+    atomic_write(dest, write)
     return dest

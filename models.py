@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 from torch import nn
 
-__all__ = ["ARCHS", "make_classifier", "model_meta", "classifier_from_meta", "count_parameters"]
+__all__ = ["ARCHS", "make_classifier", "model_meta", "classifier_from_meta"]
 
 ARCHS = ("resnet18", "resnet34", "resnet50")
 
@@ -53,8 +52,3 @@ def model_meta(arch: str, num_classes: int, in_channels: int, hidden: Sequence[i
 def classifier_from_meta(meta: dict) -> nn.Module:
     return make_classifier(meta["arch"], num_classes=meta["num_classes"], in_channels=meta["in_channels"],
                            hidden=meta["hidden"], dropout=meta["dropout"])
-
-
-@torch.no_grad()
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

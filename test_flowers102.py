@@ -2,8 +2,14 @@
 
     python test_flowers102.py --checkpoint runs/flowers/checkpoint.pt --data-dir ../shared/data/flowers102.zip
 """
-from classify import test_cli
-from train_flowers102 import DEFAULTS
+import cli
+from classify import get_test_parser
+from classify import test as main
+
+
+def get_args_parser():
+    return get_test_parser("flowers102", prog="test_flowers102.py")
+
 
 if __name__ == "__main__":
-    test_cli(DEFAULTS)
+    cli.run(main, get_args_parser())

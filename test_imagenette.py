@@ -2,8 +2,14 @@
 
     python test_imagenette.py --checkpoint runs/imagenette/checkpoint.pt --data-dir ../shared/data/imagenette.zip
 """
-from classify import test_cli
-from train_imagenette import DEFAULTS
+import cli
+from classify import get_test_parser
+from classify import test as main
+
+
+def get_args_parser():
+    return get_test_parser("imagenette", prog="test_imagenette.py")
+
 
 if __name__ == "__main__":
-    test_cli(DEFAULTS)
+    cli.run(main, get_args_parser())

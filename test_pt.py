@@ -2,8 +2,14 @@
 
     python test_pt.py --checkpoint runs/cifar10/checkpoint.pt --data-dir ../shared/data/cifar10.zip
 """
-from classify import test_cli
-from train_pt import DEFAULTS
+import cli
+from classify import get_test_parser
+from classify import test as main
+
+
+def get_args_parser():
+    return get_test_parser("cifar10", prog="test_pt.py")
+
 
 if __name__ == "__main__":
-    test_cli(DEFAULTS)
+    cli.run(main, get_args_parser())

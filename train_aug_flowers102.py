@@ -2,10 +2,14 @@
 
     python train_aug_flowers102.py --data-dir ../shared/data/flowers102.zip --output-dir runs/flowers-aug
 """
-from classify import train_cli
-from train_flowers102 import DEFAULTS as PLAIN
+import cli
+from classify import get_train_parser
+from classify import train as main
 
-DEFAULTS = dict(PLAIN, lam=7.0, bands="1,2", gains="3,5")
+
+def get_args_parser():
+    return get_train_parser("flowers102-aug", prog="train_aug_flowers102.py")
+
 
 if __name__ == "__main__":
-    train_cli(DEFAULTS, spectral=True)
+    cli.run(main, get_args_parser())

@@ -3,16 +3,16 @@
     python train_pt.py --data-dir ../shared/data/cifar10.zip --output-dir runs/cifar10
     python test_pt.py --checkpoint runs/cifar10/checkpoint.pt --data-dir ../shared/data/cifar10.zip
 
-``python train_pt.py --help`` lists every flag; the values below are the dissertation's.
+``python train_pt.py --help`` lists every flag; the defaults are the ``"cifar10"`` entry of configs.py.
 """
-from classify import train_cli
+import cli
+from classify import get_train_parser
+from classify import train as main
 
-DEFAULTS = dict(
-    dataset="cifar10", train_split="train", eval_split="test",
-    image_size=32, subset=25_000,            # 32x32 grayscale, 25,000-image training subset
-    epochs=20, batch_size=20, lr=1e-3,       # Adam
-    hidden="256,128", dropout=0.5,           # head 512-256-128-10
-)
+
+def get_args_parser():
+    return get_train_parser("cifar10", prog="train_pt.py")
+
 
 if __name__ == "__main__":
-    train_cli(DEFAULTS)
+    cli.run(main, get_args_parser())

@@ -5,10 +5,14 @@ are decomposed once and cached (``--cache-dir``), ``--no-cache`` decomposes ever
 
     python train_pt_aug.py --data-dir ../shared/data/cifar10.zip --output-dir runs/cifar10-aug
 """
-from classify import train_cli
-from train_pt import DEFAULTS as PLAIN
+import cli
+from classify import get_train_parser
+from classify import train as main
 
-DEFAULTS = dict(PLAIN, epochs=10, lam=7.0, bands="1,2", gains="3,5")
+
+def get_args_parser():
+    return get_train_parser("cifar10-aug", prog="train_pt_aug.py")
+
 
 if __name__ == "__main__":
-    train_cli(DEFAULTS, spectral=True)
+    cli.run(main, get_args_parser())

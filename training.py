@@ -13,9 +13,7 @@ gloo on CPU); each rank trains on its shard of every epoch's permutation and onl
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,16 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data import atomic_write, to_unit_range
+import io_utils
+from cli import UserError
+from data import to_unit_range
 
-__all__ = ["CheckpointError", "Dist", "init_distributed", "cleanup_distributed", "seed_for",
-           "epoch_batches", "random_crop_flip", "StepTimer", "train_one_epoch", "evaluate",
-           "save_checkpoint", "load_checkpoint", "write_json",
-           "write_jsonl", "git_commit", "plot_curves", "plot_confusion", "resolve_device"]
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be read or does not fit the script; one line saying what to do."""
+__all__ = ["Dist", "init_distributed", "cleanup_distributed", "seed_for", "epoch_batches", "random_crop_flip",
+           "StepTimer", "train_one_epoch", "evaluate", "plot_curves", "plot_confusion", "resolve_device"]
 
 
 # ------------------------------------------------------------------------------ devices / DDP
@@ -60,7 +54,7 @@ def resolve_device(name: Optional[str]) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu")
+        raise UserError(f"--device {name}: CUDA is not available here; use --device cpu")
     return dev
 
 
@@ -184,8 +178,11 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
 
     ``augment(x, y, idx) -> (x, y)`` turns a float batch in [-1, 1] on ``device`` into the batch the
     model trains on (it may grow it, e.g. concatenating augmented copies). Returns the epoch's mean
-    loss, accuracy (over the examples trained on), steps, the global step and the seconds spent on
-    data (indexing and conversion), augmentation and compute (forward, backward, optimiser step).
+    loss and accuracy (over the examples trained on), ``images`` (drawn from the training set) and
+    ``examples`` (what the model saw, augmented copies included), both summed over ranks,
+    ``images_per_s`` (images over the epoch's seconds, which hold no evaluation), the steps, the
+    global step, and the seconds spent on data (indexing and conversion), augmentation and compute
+    (forward, backward, optimiser step).
     """
     from tqdm import tqdm
     model.train()
@@ -193,7 +190,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     correct = torch.zeros((), device=device, dtype=torch.int64)
     seen = torch.zeros((), device=device, dtype=torch.int64)
-    n_steps = 0
+    n_steps, n_images = 0, 0
     if device.type == "cuda":
         torch.cuda.synchronize()
     t_start = time.perf_counter()
@@ -225,17 +222,20 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
         loss_sum += loss.detach().to(torch.float64) * y.shape[0]
         correct += (out.detach().argmax(1) == y).sum()
         seen += y.shape[0]
+        n_images += idx.numel()
         n_steps += 1
         step += 1
     phases = timer.totals()
     if device.type == "cuda":
         torch.cuda.synchronize()
     epoch_time = time.perf_counter() - t_start
-    stats = torch.stack([loss_sum, correct.to(torch.float64), seen.to(torch.float64)])
+    stats = torch.stack([loss_sum, correct.to(torch.float64), seen.to(torch.float64),
+                         torch.tensor(float(n_images), dtype=torch.float64, device=device)])
     _all_reduce(stats, dist)
     seen_all = max(stats[2].item(), 1.0)
     return {"loss": stats[0].item() / seen_all, "train_acc": stats[1].item() / seen_all,
-            "examples": int(stats[2].item()), "steps": n_steps, "step": step,
+            "images": int(stats[3].item()), "examples": int(stats[2].item()),
+            "images_per_s": stats[3].item() / max(epoch_time, 1e-12), "steps": n_steps, "step": step,
             "epoch_time": epoch_time, "data_time": phases.get("data", 0.0),
             "aug_time": phases.get("aug", 0.0), "compute_time": phases.get("compute", 0.0)}
 
@@ -272,64 +272,11 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_c
             "n": total}
 
 
-# ------------------------------------------------------------------------- files and checkpoints
+# ------------------------------------------------------------------------------------ files
 
-def write_json(obj, path: Path) -> None:
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=1, default=str) + "\n"))
-
-
-def write_jsonl(records: list, path: Path) -> None:
-    text = "".join(json.dumps(r, default=str) + "\n" for r in records)
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def save_checkpoint(ckpt: dict, path: Path) -> None:
-    atomic_write(path, lambda tmp: torch.save(ckpt, tmp))
-
-
-def load_checkpoint(path, what: str = "checkpoint") -> dict:
-    """Load a checkpoint written by :func:`save_checkpoint` (tensors and plain values only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such {what}; pass the checkpoint.pt a train script wrote "
-                              f"in its --output-dir")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a damaged or foreign file
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first}); pass a checkpoint.pt "
-                              f"written by a train script, or re-run the training") from None
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{path}: holds a {type(ckpt).__name__}, not a checkpoint dict; pass a "
-                              f"checkpoint.pt written by a train script")
-    return ckpt
-
-
-def rng_state(device: torch.device) -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def set_rng_state(state: dict, device: torch.device) -> None:
-    if "torch" in state:
-        torch.set_rng_state(state["torch"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def git_commit() -> dict:
-    """The code's commit and whether tracked files differ from it (recorded in args.json)."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--"], cwd=here, capture_output=True,
-                               timeout=10).returncode != 0
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit or None, "dirty": dirty if commit else None}
+def write_json(obj, path) -> None:
+    """Old argument order, kept only until bench_pock.py and run_experiments.py use :func:`io_utils.write_json`."""
+    io_utils.write_json(path, obj)
 
 
 # ------------------------------------------------------------------------------------- figures
@@ -357,8 +304,7 @@ def plot_curves(records: list, path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    io_utils.save_figure(fig, path, dpi=110)
 
 
 def plot_confusion(cm: torch.Tensor, classes: list, path: Path, title: str = "") -> None:
@@ -382,5 +328,4 @@ def plot_confusion(cm: torch.Tensor, classes: list, path: Path, title: str = "")
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
+    io_utils.save_figure(fig, path, dpi=110)

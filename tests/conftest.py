@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny real datasets in the layout of ../shared/data (or from scikit-image samples)."""
+"""Shared fixtures: tiny datasets of real photographs, built the same on every machine."""
 
 import sys
 from pathlib import Path
@@ -9,13 +9,12 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
-    """Zips of a few real images per class and split: cifar10 (8/class), imagenette (6/class),
-    flowers102 (1/class per official split, with its splits csv), celeba (16), at 32 px."""
+    """Zips cut from scikit-image's sample photographs, in the layout of ../shared/data: cifar10
+    (8/class), imagenette (6/class), flowers102 (1/class per official split, with its splits csv),
+    celeba (16), at 32 px."""
     import data
     root = tmp_path_factory.mktemp("tiny_data")
     sizes = {"cifar10": 8, "imagenette": 6, "flowers102": 1, "celeba": 16}
@@ -24,8 +23,18 @@ def tiny_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def decode_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("decoded")
+def cache_dir(tmp_path_factory):
+    """A ``--cache-dir`` shared by the tests (decoded images and bands are keyed by their inputs)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The real archives in ../shared/data, for the tests that need them; skipped where absent."""
+    root = ROOT.parent / "shared" / "data"
+    if not (root / "cifar10.zip").is_file():
+        pytest.skip(f"needs the dataset archives in {root} (cifar10.zip, ...), absent on this machine")
+    return root
 
 
 @pytest.fixture

@@ -112,16 +112,50 @@ def test_bad_inputs_give_one_line_errors(tiny_data, tmp_path):
         assert "\n" not in msg and str(path) in msg
 
 
-def test_make_test_dataset_without_shared_data(tmp_path, monkeypatch):
-    """On a fresh machine the test sets are cut from scikit-image's sample photographs."""
-    monkeypatch.setattr(data, "_SHARED", tmp_path / "nowhere")
-    p = data.make_test_dataset("flowers102", tmp_path / "f.zip", n_per_class=1, image_size=16)
-    s = _load(p, "flowers102", "test", image_size=16)
+def test_make_test_dataset_is_the_same_everywhere(tmp_path):
+    """Built from scikit-image's bundled photographs only: two builds give the same bytes."""
+    a = data.make_test_dataset("flowers102", tmp_path / "a.zip", n_per_class=1, image_size=16)
+    b = data.make_test_dataset("flowers102", tmp_path / "b.zip", n_per_class=1, image_size=16)
+    za, zb = zipfile.ZipFile(a), zipfile.ZipFile(b)
+    assert za.namelist() == zb.namelist() and all(za.read(n) == zb.read(n) for n in za.namelist())
+    s = _load(a, "flowers102", "test", image_size=16)
     assert len(s) == 102 and sorted(s.labels.tolist()) == list(range(102))
+    assert s.classes[:2] == ["flower 1", "flower 2"]
     assert s.images.float().std() > 10  # real image content, not blank
     c = data.make_test_dataset("cifar10", tmp_path / "c.zip", n_per_class=2, image_size=16)
     t = _load(c, "cifar10", "test", image_size=16)
     assert len(t) == 20 and not torch.equal(t.images[0], t.images[2])
+    faces = _load(data.make_test_dataset("celeba", tmp_path / "f.zip", n_per_class=4, image_size=16), "celeba",
+                  "train", image_size=16)
+    assert len(faces) == 4 and len({bytes(x.numpy()) for x in faces.images}) == 4
+
+
+def test_malformed_class_names_are_an_error(tiny_data, tmp_path):
+    src = zipfile.ZipFile(tiny_data["flowers102"])
+    for payload, pattern in ((b"{not json", "cat_to_name.json is not valid JSON"),
+                             (b'["a", "b"]', "cat_to_name.json must map label numbers to names")):
+        bad = tmp_path / "bad.zip"
+        with zipfile.ZipFile(bad, "w") as z:
+            for n in src.namelist():
+                z.writestr(n, payload if n == "cat_to_name.json" else src.read(n))
+        with pytest.raises(DataError, match=pattern):
+            _load(bad, "flowers102", "test")
+
+
+def test_subset_indices_are_a_seeded_draw():
+    a = data.subset_indices(100, 10, seed=3)
+    assert a == sorted(a) and len(set(a)) == 10 and a == data.subset_indices(100, 10, seed=3)
+    assert a != data.subset_indices(100, 10, seed=4)
+    assert data.subset_indices(5, None, 0) == data.subset_indices(5, 9, 0) == list(range(5))
+
+
+@pytest.mark.parametrize("name,classes", [("cifar10", 10), ("imagenette", 10), ("flowers102", 102), ("celeba", 1)])
+def test_shared_archives_load(shared_data, name, classes, tmp_path):
+    """The real archives of ../shared/data decode in the layout the scripts expect."""
+    split = {"cifar10": "test", "imagenette": "val", "flowers102": "test", "celeba": "train"}[name]
+    s = load_images(name, split, data_dir=shared_data / f"{name}.zip", image_size=16, subset=8, cache_dir=None,
+                    progress=False)
+    assert len(s) == 8 and len(s.classes) == classes and s.images.shape[1:] == (1, 16, 16)
 
 
 def test_torchvision_source_goes_through_the_same_decoding(tiny_data, monkeypatch, tmp_path):
