@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 
 import pock
+from cli import UserError
 
 
-class MetricError(Exception):
-    """A metric cannot be computed from the given input (user-facing, one line)."""
+class MetricError(UserError):
+    """A metric cannot be computed from the given input."""
 
 
 # ------------------------------------------------------------------ sliced Wasserstein distance

@@ -19,9 +19,11 @@ import math
 import torch
 import torch.nn as nn
 
+from cli import UserError
 
-class ModelError(Exception):
-    """Invalid network configuration (raised for user-facing errors)."""
+
+class ModelError(UserError):
+    """An invalid network configuration (e.g. an --image-size the nets cannot make)."""
 
 
 def _n_layers(image_size: int) -> int:

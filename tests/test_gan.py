@@ -1,27 +1,33 @@
-"""GAN nets, metrics, and gan.py / gan_test.py end to end on a few real faces (tiny nets, 32x32)."""
+"""GAN nets, sampling, metrics, and gan.py / gan_test.py end to end on a few real photographs (tiny nets, 32x32)."""
+import copy
 import json
+import runpy
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+
+import checkpoints
+import data
+import gan_lib
+import gan_metrics
+from cli import UserError
+from gan_models import BandGenerator, Discriminator, Generator, ModelError, weights_init
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import data  # noqa: E402
-import gan  # noqa: E402
-import gan_metrics  # noqa: E402
-import gan_test  # noqa: E402
-from gan_models import BandGenerator, Discriminator, Generator, ModelError, weights_init  # noqa: E402
+GAN = runpy.run_path(str(ROOT / "gan.py"))
+GAN_TEST = runpy.run_path(str(ROOT / "gan_test.py"))
 
 N_IMAGES, HOLDOUT, SIZE, BATCH = 48, 16, 32, 8
 
 
 @pytest.fixture(scope="module")
 def faces_zip(tmp_path_factory):
-    """48 real faces from ../shared/data/celeba.zip, or crops of scikit-image photographs without it."""
+    """48 crops of scikit-image photographs in CelebA's layout (one class)."""
     root = tmp_path_factory.mktemp("gan_faces")
     return data.make_test_dataset("celeba", root / "celeba.zip", n_per_class=N_IMAGES, image_size=SIZE)
 
@@ -32,13 +38,17 @@ def faces(faces_zip):
     return data.to_unit_range(imgs.images)
 
 
-def train_args(faces_zip, out, mode, cache, **kw):
-    a = gan.get_args_parser().parse_args([])
+def train_args(faces_zip, out, mode, cache, *extra, **kw):
+    a = GAN["get_args_parser"]().parse_args(list(extra))
     a.__dict__.update(mode=mode, data_dir=str(faces_zip), holdout=HOLDOUT, image_size=SIZE, ngf=8, ndf=8, nz=16,
                       batch_size=BATCH, epochs=1, output_dir=str(out), cache_dir=str(cache), device="cpu",
                       no_progress=True, n_samples=16)
     a.__dict__.update(kw)
     return a
+
+
+def eval_args(*argv):
+    return GAN_TEST["get_args_parser"]().parse_args([str(a) for a in argv])
 
 
 def run_cli(script, *argv):
@@ -75,6 +85,30 @@ def test_joint_generator_image_is_sum_of_bands():
     assert (comps.abs().amax(dim=(0, 2, 3, 4)) <= scales).all()
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_sampling_leaves_the_generator_unchanged(mode):
+    torch.manual_seed(0)
+    G = BandGenerator(torch.tensor([0.3, 0.5, 1.0]), nz=16, ngf=8, nc=1, image_size=32)
+    G.apply(weights_init)
+    with torch.no_grad():
+        G(torch.randn(8, 16, 1, 1))           # running statistics away from their initial values
+    G.train(mode == "train")
+    before = copy.deepcopy(G.state_dict())
+    z = torch.randn(6, 16, 1, 1)
+    img, comps = gan_lib.sample(G, z)
+    after = G.state_dict()
+    assert G.training == (mode == "train") and before.keys() == after.keys()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k
+    # The samples are those of training mode (batch statistics), as the generator is trained.
+    ref = copy.deepcopy(G).train()
+    with torch.no_grad():
+        ref_img, ref_comps = ref(z)
+    assert torch.equal(img, ref_img) and torch.equal(comps, ref_comps)
+    again, _ = gan_lib.sample(G, z)
+    assert torch.equal(again, img)
+
+
 # ---------------------------------------------------------------------------------- metrics
 
 def test_swd_zero_on_itself_and_grows_with_noise(faces):
@@ -103,6 +137,9 @@ def test_spectrum_distance(faces):
     # Noise adds energy at the finest scale (band 1) first, and moves the spectrum away from the real one.
     assert noisy.mean(0)[0] > s.mean(0)[0]
     assert gan_metrics.spectrum_distance(noisy, s) > 0.05
+    # The definition: relative L1 distance of the mean spectra.
+    m, r = noisy.mean(0), s.mean(0)
+    assert gan_metrics.spectrum_distance(noisy, s) == pytest.approx(float((m - r).abs().sum() / r.sum()))
 
 
 def test_fid_skipped_without_weights(tmp_path):
@@ -133,20 +170,33 @@ def test_fid_kid_wrapper_with_a_small_feature_net(faces):
     assert r["noisy"]["kid_x1e3"] < r["noisier"]["kid_x1e3"]
 
 
+# ------------------------------------------------------------------------------------- data
+
+def test_subset_is_a_seeded_draw_disjoint_from_the_holdout(faces_zip, tmp_path):
+    split = data.load_images("celeba", "train", data_dir=faces_zip, image_size=SIZE, cache_dir=None, progress=False)
+    held_out = {bytes(x.numpy()) for x in split.images[-HOLDOUT:]}
+
+    def drawn(seed, subset):
+        a = train_args(faces_zip, tmp_path, "plain", tmp_path / "cache", subset=subset, seed=seed)
+        return [bytes(x.numpy()) for x in gan_lib.load_faces(a).images]
+    all_train = drawn(0, None)
+    assert len(all_train) == N_IMAGES - HOLDOUT and not held_out & set(all_train)
+    a, b, c = drawn(0, 10), drawn(0, 10), drawn(1, 10)
+    assert len(a) == 10 and a == b != c and set(a) <= set(all_train) and set(c) <= set(all_train)
+
+
 # ------------------------------------------------------------------------ end to end
 
 @pytest.fixture(scope="module")
 def runs(faces_zip, tmp_path_factory):
-    """One run per mode: 1 epoch, then resumed to 2 epochs (components: budget of 4 updates per stage)."""
+    """One run per mode: 1 epoch, then resumed (--resume alone) to 2 epochs (components: 4 updates per stage)."""
     root = tmp_path_factory.mktemp("gan_runs")
     cache = root / "cache"
     out = {}
-    for mode in gan.MODES:
+    for mode in gan_lib.MODES:
         kw = {"epochs": 2, "max_steps": 16} if mode == "components" else {"epochs": 2}
-        a1 = train_args(faces_zip, root / mode, mode, cache, **{**kw, "epochs": 1})
-        first = gan.main(a1)
-        a2 = train_args(faces_zip, root / mode, mode, cache, resume=str(root / mode), **kw)
-        second = gan.main(a2)
+        first = GAN["main"](train_args(faces_zip, root / mode, mode, cache, **{**kw, "epochs": 1}))
+        second = GAN["main"](train_args(faces_zip, root / mode, mode, cache, "--resume", **kw))
         out[mode] = (root / mode, first, second)
     return out
 
@@ -167,49 +217,74 @@ def test_each_mode_trains_checkpoints_and_resumes(runs):
             assert second["global_step"] == 2 * steps_per_epoch
             assert (d / "samples_image_e002.png").exists()
         lines = [json.loads(x) for x in (d / "losses.jsonl").read_text().splitlines()]
-        assert lines[-1]["global_step"] == second["global_step"]
-        assert all(torch.isfinite(torch.tensor([r["loss_d"], r["loss_g"]])).all() for r in lines)
-        assert (d / "losses.png").exists() and json.loads((d / "args.json").read_text())["mode"] == mode
+        assert lines == ckpt["records"] and lines[-1]["global_step"] == second["global_step"]
+        assert all(np.isfinite([r["loss_d"], r["loss_g"]]).all() for r in lines)
+        info = json.loads((d / "args.json").read_text())
+        assert info["mode"] == mode and info["script"] == "gan.py" and set(info["git"]) == {"commit", "dirty"}
     assert (runs["joint"][0] / "bands_e002.png").exists()
+
+
+def test_sample_grid_shows_the_checkpoints_generator(runs):
+    """samples_image_e002.png is the fixed noise through the saved generator (8 per row, 2 px padding)."""
+    import torchvision.utils as vutils
+    d = runs["plain"][0]
+    ckpt = gan_lib.load_checkpoint(d)
+    G = gan_lib.load_generator(ckpt, "image", "cpu", d)
+    img, _ = gan_lib.sample(G, ckpt["fixed_noise"])
+    grid = vutils.make_grid(img.clamp(-1, 1), nrow=8, normalize=True, value_range=(-1, 1), padding=2)
+    expected = grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    png = np.asarray(Image.open(d / "samples_image_e002.png").convert("RGB"))
+    assert png.shape == expected.shape == (2 + 2 * (SIZE + 2), 2 + 8 * (SIZE + 2), 3)
+    assert np.abs(png.astype(int) - expected.astype(int)).max() <= 1
 
 
 def test_resume_repeats_an_uninterrupted_run(runs, faces_zip, tmp_path):
     d = runs["plain"][0]
-    a = train_args(faces_zip, tmp_path / "straight", "plain", d.parent / "cache", epochs=2)
-    gan.main(a)
-    resumed = torch.load(d / "checkpoint.pt", weights_only=True)["generator"]
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["generator"]
+    GAN["main"](train_args(faces_zip, tmp_path / "straight", "plain", d.parent / "cache", epochs=2))
+    resumed = torch.load(d / "checkpoint.pt", weights_only=True)["G"]
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["G"]
     for k in straight:
         assert torch.equal(resumed[k], straight[k]), k
 
 
 def test_gan_test_metrics(runs, tmp_path):
-    a = gan_test.get_args_parser().parse_args(
-        ["--n-real", str(HOLDOUT), "--spectrum-bands", "3", "--per-state", "--no-progress", "--device", "cpu",
-         "--output-dir", str(tmp_path)] + sum([["--run", str(d)] for d, _, _ in runs.values()], []))
-    report = gan_test.main(a)
+    a = eval_args("--n-real", HOLDOUT, "--spectrum-bands", 3, "--per-state", "--no-progress", "--device", "cpu",
+                  "--output-dir", tmp_path, *sum([["--run", d] for d, _, _ in runs.values()], []))
+    report = GAN_TEST["main"](a)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["results"].keys() == report["results"].keys()
     res = saved["results"]
     assert set(res) == {"real (train)", "plain", "components", "joint"}
+    real_mean = torch.tensor(saved["spectrum"]["real_mean"])
     for r in res.values():
-        assert r["swd_x1e3"]["avg"] > 0 and len(r["spectrum_mean"]) == 3 and r["spectrum_distance"] >= 0
+        # The stored distance is the one of the stored spectra.
+        m = torch.tensor(r["spectrum_mean"])
+        assert len(m) == 3 and r["spectrum_distance"] == pytest.approx(
+            float((m - real_mean).abs().sum() / real_mean.sum()), rel=1e-5)
+    # Two real samples are closer to each other than any barely trained generator is to them.
+    for name in ("plain", "components", "joint"):
+        assert res["real (train)"]["swd_x1e3"]["avg"] < res[name]["swd_x1e3"]["avg"], name
+        assert res["real (train)"]["spectrum_distance"] < res[name]["spectrum_distance"], name
     assert res["joint"]["max_abs_image_minus_sum_of_bands"] < 1e-5
     assert res["components"]["stage_evaluated"] == "u0"
     assert set(res["components"]["per_state_swd_avg_x1e3"]) == {"u0", "u1", "u2", "u3"}
     assert saved["fid_kid"].startswith("skipped")
-    assert (tmp_path / "samples_spectra.png").stat().st_size > 0
+    fig = Image.open(tmp_path / "samples_spectra.png")
+    assert fig.width > 2 * fig.height and np.asarray(fig.convert("L")).std() > 10  # 5 sets side by side
 
 
-def test_group_summary_over_seeds():
-    res = {f"r{i}": {"group": g, "swd_x1e3": {"avg": v}, "spectrum_distance": v / 100}
+def test_group_summary_and_tables():
+    res = {f"r{i}": {"group": g, "swd_x1e3": {"32": v, "avg": v}, "spectrum_distance": v / 100}
            for i, (g, v) in enumerate([("plain", 10.0), ("plain", 14.0), ("joint", 5.0)])}
-    res["real (train)"] = {"mode": "real", "swd_x1e3": {"avg": 1.0}, "spectrum_distance": 0.01}
-    s = gan_test.group_summary(res)
+    res["real (train)"] = {"mode": "real", "swd_x1e3": {"32": 1.0, "avg": 1.0}, "spectrum_distance": 0.01}
+    s = gan_lib.group_summary(res)
     assert list(s) == ["plain"] and s["plain"]["runs"] == 2
     assert s["plain"]["swd_avg_x1e3"][0] == pytest.approx(12.0)
     assert s["plain"]["swd_avg_x1e3"][1] == pytest.approx(8 ** 0.5)
-    assert "| plain | 2 | 12.0 ± 2.8 |" in gan_test.summary_table(s)
+    assert "| plain | 2 | 12.0 ± 2.8 |" in gan_lib.summary_table(s)
+    table = gan_lib.markdown_table(res, with_fid=False).splitlines()
+    assert table[0] == "| set | group | G updates | SWD 32 | SWD avg | spectrum dist |"
+    assert table[2] == "| r0 | plain | – | 10.0 | 10.0 | 0.100 |" and table[-1].startswith("| real (train) | real |")
 
 
 # ------------------------------------------------------------------------ bad input
@@ -218,29 +293,26 @@ def test_bad_inputs_give_one_line_errors(runs, faces_zip, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     r = run_cli("gan_test.py", "--run", empty, "--n-real", 4, "--no-progress")
-    assert r.returncode != 0 and "Traceback" not in r.stderr
-    assert r.stderr.strip().startswith("error:") and "no generator checkpoint" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("error:") and "no such checkpoint" in r.stderr and r.stderr.count("\n") == 1
 
     r = run_cli("gan.py", "--mode", "joint", "--data-dir", faces_zip, "--holdout", HOLDOUT, "--image-size", SIZE,
                 "--ngf", 8, "--ndf", 8, "--nz", 16, "--batch-size", BATCH, "--cache-dir", tmp_path / "c",
                 "--output-dir", tmp_path / "o", "--resume", runs["plain"][0], "--no-progress")
-    assert r.returncode != 0 and "Traceback" not in r.stderr and "--mode plain" in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    assert "checkpoint from another model: --mode 'plain' (this run: 'joint')" in r.stderr
+
+    r = run_cli("gan.py", "--no-amp")
+    assert r.returncode == 2 and r.stderr == "error: --no-amp is gone: use --amp (mixed precision is now opt-in)\n"
 
     # A checkpoint of another image size: resume and comparison with 32x32 runs are both refused.
-    a = train_args(faces_zip, tmp_path / "o16", "plain", tmp_path / "c", image_size=16,
-                   resume=str(runs["plain"][0]))
-    with pytest.raises(gan.GanError, match="--image-size 32"):
-        gan.main(a)
-    small = train_args(faces_zip, tmp_path / "s16", "plain", tmp_path / "c", image_size=16, max_steps=1)
-    gan.main(small)
-    t = gan_test.get_args_parser().parse_args(["--run", str(runs["plain"][0]), "--run", str(tmp_path / "s16"),
-                                               "--n-real", "4", "--no-progress"])
-    with pytest.raises(gan.GanError, match="16x16"):
-        gan_test.main(t)
+    a = train_args(faces_zip, tmp_path / "o16", "plain", tmp_path / "c", image_size=16, resume=str(runs["plain"][0]))
+    with pytest.raises(checkpoints.CheckpointError, match="--image-size 32"):
+        GAN["main"](a)
+    GAN["main"](train_args(faces_zip, tmp_path / "s16", "plain", tmp_path / "c", image_size=16, max_steps=1))
+    with pytest.raises(UserError, match="16x16"):
+        GAN_TEST["main"](eval_args("--run", runs["plain"][0], "--run", tmp_path / "s16", "--n-real", 4, "--no-progress"))
 
     # More real faces than the runs held out would measure against training images.
-    t = gan_test.get_args_parser().parse_args(["--run", str(runs["joint"][0]), "--n-real", str(HOLDOUT + 1),
-                                               "--no-progress"])
-    with pytest.raises(gan.GanError, match="too few for --n-real"):
-        gan_test.main(t)
+    with pytest.raises(UserError, match="too few for --n-real"):
+        GAN_TEST["main"](eval_args("--run", runs["joint"][0], "--n-real", HOLDOUT + 1, "--no-progress"))
