@@ -170,7 +170,7 @@ def test_checkpoints_and_runs_come_from_commands_shown_before():
             made.add(Path(out).as_posix())
 
 
-def test_main_job_runs_as_written(tiny_data, decode_cache, tmp_path):
+def test_main_job_runs_as_written(tiny_data, cache_dir, tmp_path):
     """The README's train-then-test commands, for real, on a tiny CIFAR-10 made of real images.
 
     The commands run as written from a fresh folder (so their relative paths chain as in the README),
@@ -179,13 +179,12 @@ def test_main_job_runs_as_written(tiny_data, decode_cache, tmp_path):
     block = next(b for b in bash_blocks(README.read_text())
                  if any("train_pt_aug.py" in c for c in b) and any("--checkpoint" in c for c in b))
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    common = ["--device", "cpu", "--no-progress", "--decode-cache-dir", str(decode_cache)]
+    common = ["--device", "cpu", "--no-progress", "--cache-dir", str(cache_dir)]
     for cmd in block:
         c = parse(cmd)
         args = [str(tiny_data["cifar10"]) if a == "../shared/data/cifar10.zip" else a for a in c["args"]]
         if c["script"].startswith("train"):
-            args += ["--subset", "40", "--eval-subset", "40", "--epochs", "1", "--image-size", "16",
-                     "--cache-dir", str(tmp_path / "bands")] + common
+            args += ["--subset", "40", "--eval-subset", "40", "--epochs", "1", "--image-size", "16"] + common
         else:
             args += ["--subset", "40"] + common  # the image size comes from the checkpoint
         p = subprocess.run([sys.executable, str(ROOT / c["script"]), *args], cwd=tmp_path,
