@@ -163,7 +163,9 @@ def to_checkpoint(run: GanRun, args, td: TrainingData, device) -> dict:
 
 def restore(run: GanRun, ckpt: dict, device) -> None:
     for k in _MODULES:
-        getattr(run, k).load_state_dict(ckpt[k])
+        # A scaler saved without --amp holds no state; an --amp run resumed from it starts a fresh one.
+        if ckpt[k] or not k.startswith("scaler"):
+            getattr(run, k).load_state_dict(ckpt[k])
     run.fixed_noise = ckpt["fixed_noise"]
     run.zgen.set_state(ckpt["zgen"])
     checkpoints.set_rng_state(ckpt["rng"], device)
