@@ -459,7 +459,7 @@ def test(args) -> dict:
     res = evaluate(model.to(device), split.images, split.labels, meta["num_classes"], device=device,
                    batch_size=args.batch_size, amp=bool(args.amp and device.type == "cuda"),
                    progress=not args.no_progress)
-    out_dir = Path(args.output_dir) if args.output_dir else Path(args.checkpoint).resolve().parent / f"test-{args.split}"
+    out_dir = Path(args.output_dir or Path(args.checkpoint).resolve().parent / f"test-{args.split}")
     metrics = {"checkpoint": str(args.checkpoint), "dataset": meta["dataset"], "split": args.split,
                "source": split.source, "images": res["n"], "top1": res["acc"], "loss": res["loss"],
                "trained_epochs": ckpt.get("epoch"), "args": vars(args), "git": git_state(),

@@ -238,7 +238,8 @@ def train_epoch(run: GanRun, s: int, name: str, td: TrainingData, args, device, 
     if window:
         run.records.append(_record(name, state["epoch"], state, torch.stack(window).mean(0)))
     ep = _record(name, state["epoch"], state, sums / max(len(batches), 1))
-    ep.update(epoch_seconds=round(seconds, 3), steps=len(batches), seconds_per_step=round(seconds / max(len(batches), 1), 5))
+    ep.update(epoch_seconds=round(seconds, 3), steps=len(batches),
+              seconds_per_step=round(seconds / max(len(batches), 1), 5))
     run.records.append(ep)
     state["epoch"] += 1
     print(f"{args.mode} {name} epoch {state['epoch']}: loss_D {ep['loss_d']:.3f} loss_G {ep['loss_g']:.3f} "

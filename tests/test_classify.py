@@ -247,7 +247,8 @@ def _exit_message(capsys, name, argv) -> str:
 
 def test_bad_inputs_in_process(tiny_data, cache_dir, tmp_path, capsys):
     args = _fast(tiny_data, cache_dir, "cifar10", "--eval-split", "none", "--max-steps", "1", size=16)
-    msg = _exit_message(capsys, "train_pt.py", args + ["--train-split", "training", "--output-dir", str(tmp_path / "x")])
+    msg = _exit_message(capsys, "train_pt.py",
+                        args + ["--train-split", "training", "--output-dir", str(tmp_path / "x")])
     assert "unknown split 'training'" in msg and not (tmp_path / "x").exists()
     # A checkpoint of another dataset, and a missing one.
     run("train_pt.py", args + ["--output-dir", str(tmp_path / "c")])
@@ -257,7 +258,8 @@ def test_bad_inputs_in_process(tiny_data, cache_dir, tmp_path, capsys):
     msg = _exit_message(capsys, "test_pt.py", ["--checkpoint", str(tmp_path / "none.pt")])
     assert "none.pt: no such checkpoint" in msg
     # Resuming with another head is refused rather than silently mixed.
-    msg = _exit_message(capsys, "train_pt.py", args + ["--output-dir", str(tmp_path / "c"), "--resume", "--hidden", "64"])
+    msg = _exit_message(capsys, "train_pt.py",
+                        args + ["--output-dir", str(tmp_path / "c"), "--resume", "--hidden", "64"])
     assert "checkpoint from another model" in msg and "--hidden [256, 128] (this run: [64])" in msg
     msg = _exit_message(capsys, "train_pt.py", args + ["--output-dir", str(tmp_path / "c"), "--lr", "0"])
     assert "--lr must be positive" in msg

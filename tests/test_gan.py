@@ -312,7 +312,8 @@ def test_bad_inputs_give_one_line_errors(runs, faces_zip, tmp_path):
         GAN["main"](a)
     GAN["main"](train_args(faces_zip, tmp_path / "s16", "plain", tmp_path / "c", image_size=16, max_steps=1))
     with pytest.raises(UserError, match="16x16"):
-        GAN_TEST["main"](eval_args("--run", runs["plain"][0], "--run", tmp_path / "s16", "--n-real", 4, "--no-progress"))
+        GAN_TEST["main"](eval_args("--run", runs["plain"][0], "--run", tmp_path / "s16", "--n-real", 4,
+                                   "--no-progress"))
 
     # More real faces than the runs held out would measure against training images.
     with pytest.raises(UserError, match="too few for --n-real"):
