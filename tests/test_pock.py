@@ -129,7 +129,7 @@ def test_cpu_chunking_gives_the_unchunked_result(monkeypatch):
     lam = torch.tensor([1.0, 4.0, 7.0, 15.0], dtype=torch.float64)
     u0, info0 = pock.rof(f, 7.0, return_info=True)
     whole = pock.rof(f, lam, return_info=True, warm=info0.dual)
-    monkeypatch.setattr(pock, "_CPU_CHUNK_ELEMS", 2 * 32 * 32 - 1)    # one image per piece
+    monkeypatch.setattr(pock, "_cpu_chunk_elems", lambda: 2 * 32 * 32 - 1)    # one image per piece
     pieces = pock.rof(f, lam, return_info=True, warm=info0.dual)
     assert torch.allclose(whole[0], pieces[0], atol=1e-10)
     assert torch.equal(whole[1].iters, pieces[1].iters)
@@ -138,11 +138,15 @@ def test_cpu_chunking_gives_the_unchunked_result(monkeypatch):
 
 def test_warm_start_is_faster_and_reaches_the_same_solution():
     f = real_gray(n=4)
-    u1, info1 = pock.rof(f, 7.0, tol=1e-6, return_info=True)
-    # the next step of the TV flow, cold and warm
-    cold, info_cold = pock.rof(u1, 7.0, tol=1e-6, return_info=True)
-    warm, info_warm = pock.rof(u1, 7.0, tol=1e-6, return_info=True, warm=info1.dual)
-    assert info_warm.iters.sum() < info_cold.iters.sum()
+    # Three steps of the TV flow; the fourth is solved cold and warm from the third's dual field.
+    # (The second step gains little from a warm start: the first step removed the fine texture
+    # that the first dual field still describes.)
+    x, info = f, None
+    for _ in range(3):
+        x, info = pock.rof(x, 7.0, tol=1e-6, return_info=True, warm=None if info is None else info.dual)
+    cold, info_cold = pock.rof(x, 7.0, tol=1e-6, return_info=True)
+    warm, info_warm = pock.rof(x, 7.0, tol=1e-6, return_info=True, warm=info.dual)
+    assert info_warm.iters.sum() < 0.8 * info_cold.iters.sum()
     bound = 2 * 2 * 1e-6 * f[0].numel() / 7.0      # both within the certified distance of u*
     assert torch.all((warm - cold).square().sum(dim=(1, 2, 3)) <= 4 * bound)
 
