@@ -372,6 +372,123 @@ def _step_table(lam_all: torch.Tensor, tau, gamma, n_steps: int):
     return rows.to(lam_all.device), table.to(device=lam_all.device, dtype=lam_all.dtype)
 
 
+class _Problems:
+    """The problems of :func:`_solve`: data, step schedule, tolerances and the results so far."""
+
+    def __init__(self, f4, lam_all, per_image_lam, tols, max_iter, check_every, tau, gamma, warm, vectorial):
+        B, C, H, W = f4.shape
+        self.f, self.warm, self.vectorial, self.max_iter = f4, warm, vectorial, max_iter
+        self.S = len(tols)
+        self.lam = lam_all.view(-1, 1, 1, 1)
+        self.per_image_lam = per_image_lam
+        self.tol_of_step = torch.tensor(tols, dtype=f4.dtype, device=f4.device)
+        # Images are tested every check_every iterations, so one may run that much past max_iter.
+        self.row, self.table = _step_table(lam_all, tau, gamma, max_iter + check_every)
+        self.x = torch.empty((B, self.S, C, H, W), dtype=f4.dtype, device=f4.device)
+        self.py, self.px = torch.empty_like(f4), torch.empty_like(f4)
+        self.iters = torch.zeros((B, self.S), dtype=torch.int64, device=f4.device)
+        self.gap = torch.zeros((B, self.S), dtype=f4.dtype, device=f4.device)
+
+
+class _Slots:
+    """The images being iterated, one per slot, with their Chambolle-Pock state.
+
+    ``idx`` is the image in each slot, ``step`` its current problem (flow step), ``it`` its
+    iteration within that problem; ``lam4`` is a number, or (n, 1, 1, 1) with a per-image lam.
+    """
+
+    def __init__(self, pr: _Problems, n: int):
+        C, H, W = pr.f.shape[1:]
+        dev = pr.f.device
+        self.idx = torch.arange(n, device=dev)
+        self.step = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.it = torch.zeros(n, dtype=torch.int64, device=dev)
+        self.row = pr.row[:n].clone()
+        self.lam4 = pr.lam[:n].clone() if pr.per_image_lam else float(pr.lam[0])
+        self.inv_lam4 = 1 / self.lam4
+        self.f, self.py, self.px, self.u, self.ubar, self.v = (torch.empty_like(pr.f[:n]) for _ in range(6))
+        self.u_next = torch.empty_like(self.u)
+        self._scratch = [torch.empty_like(self.u) for _ in range(3)]
+        self.gy, self.gx, self.tmp = self._scratch
+        self.start(pr, slice(None), self.idx)
+
+    def start(self, pr: _Problems, sl, images) -> None:
+        """Begin the first problem of ``images`` in slots ``sl``: from ``pr.warm``, or p = 0, u = f."""
+        self.f[sl] = pr.f[images]
+        if pr.warm is None:
+            self.py[sl], self.px[sl], self.u[sl] = 0, 0, pr.f[images]
+        else:
+            py = pr.warm[images, :, 0].to(pr.f).contiguous()
+            px = pr.warm[images, :, 1].to(pr.f).contiguous()
+            _zero_boundary_(py, px)
+            _project_unit_ball(py, px, pr.vectorial, torch.empty_like(py))
+            v = torch.empty_like(py)
+            _implied_primal_into(py, px, pr.f[images], 1 / pr.lam[images] if pr.per_image_lam else self.inv_lam4, v)
+            self.py[sl], self.px[sl], self.u[sl] = py, px, v
+        self.ubar[sl] = self.u[sl]
+
+    def iterate(self, pr: _Problems) -> None:
+        """One iteration of Algorithm 2 for every slot, with the step sizes of each slot's iteration."""
+        c = pr.table[self.row, self.it]              # (n, 3): sigma, primal weight, 1 + theta
+        sigma, w_u, w_bar = (c[:, j].view(-1, 1, 1, 1) for j in range(3))
+        # p^{k+1} = proj(p^k + sigma_k grad ubar^k)
+        _grad_into(self.ubar, self.gy, self.gx)
+        self.py.addcmul_(self.gy, sigma)
+        self.px.addcmul_(self.gx, sigma)
+        _project_unit_ball(self.py, self.px, pr.vectorial, self.tmp)
+        # u^{k+1} = (u^k + tau div p^{k+1} + tau lam f) / (1 + tau lam) is the lerp from u^k to
+        # v = f + div(p^{k+1})/lam with weight tau lam / (1 + tau lam); the extrapolation
+        # ubar^{k+1} = u^{k+1} + theta (u^{k+1} - u^k) is a lerp with weight 1 + theta.
+        _implied_primal_into(self.py, self.px, self.f, self.inv_lam4, self.v)
+        torch.lerp(self.u, self.v, w_u, out=self.u_next)
+        torch.lerp(self.u, self.u_next, w_bar, out=self.ubar)
+        self.u, self.u_next = self.u_next, self.u
+        self.it += 1
+
+    def test(self, pr: _Problems):
+        """Gap at ``x = u + BLEND (v - u)``; record and return the slots whose problem is done."""
+        x = torch.lerp(self.u, self.v, _PRIMAL_BLEND)
+        gap = _gap_per_pixel(x, self.v, self.f, self.lam4, pr.vectorial, self.gy, self.gx, self.tmp)
+        done = (gap <= pr.tol_of_step[self.step]) | (self.it >= pr.max_iter)
+        if not bool(done.any()):
+            return None, None
+        self.u[done] = x[done]
+        i, s = self.idx[done], self.step[done]
+        pr.x[i, s], pr.iters[i, s], pr.gap[i, s] = self.u[done], self.it[done], gap[done]
+        last = done & (self.step == pr.S - 1)
+        pr.py[self.idx[last]], pr.px[self.idx[last]] = self.py[last], self.px[last]
+        return done & ~last, last
+
+    def advance(self, pr: _Problems, mask) -> None:
+        """The next flow step for slots ``mask``: data = the solution, warm dual, fresh step sizes."""
+        self.step[mask] += 1
+        self.it[mask] = 0
+        self.f[mask] = self.u[mask]
+        v = torch.empty_like(self.u[mask])
+        _implied_primal_into(self.py[mask], self.px[mask], self.f[mask],
+                             self.inv_lam4[mask] if pr.per_image_lam else self.inv_lam4, v)
+        self.u[mask] = v
+        self.ubar[mask] = v
+
+    def refill(self, pr: _Problems, free: torch.Tensor, images: torch.Tensor) -> None:
+        """Slots ``free`` take the waiting ``images``."""
+        self.idx[free], self.step[free], self.it[free], self.row[free] = images, 0, 0, pr.row[images]
+        if pr.per_image_lam:
+            self.lam4[free] = pr.lam[images]
+            self.inv_lam4[free] = 1 / pr.lam[images]
+        self.start(pr, free, images)
+
+    def keep(self, mask) -> None:
+        """Drop the slots outside ``mask`` (no image waits to take them)."""
+        for name in ("idx", "step", "it", "row", "f", "py", "px", "u", "ubar", "v"):
+            setattr(self, name, getattr(self, name)[mask])
+        if isinstance(self.lam4, torch.Tensor):
+            self.lam4, self.inv_lam4 = self.lam4[mask], self.inv_lam4[mask]
+        self.u_next = torch.empty_like(self.u)
+        n = len(self.idx)
+        self.gy, self.gx, self.tmp = (t[:n] for t in self._scratch)
+
+
 def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_every, tau, gamma, slots):
     """Chambolle-Pock iterations for ``S = len(tols)`` consecutive problems per image.
 
@@ -383,126 +500,38 @@ def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_ev
     finishes a flow step starts the next one at once, warm from its dual field, and an image that
     finishes its last step hands its slot to the next waiting image. So the working batch stays
     full, the slow last iterations of a few images are paid once per call (not once per step and
-    piece), and the working arrays stay small enough for the CPU caches.
+    piece), and the working arrays stay small enough for the CPU caches. Every image follows the
+    same iterations as it would alone.
 
     Returns the solutions (B, S, C, H, W), the last dual field (p_y, p_x), iterations (B, S) and
     the gaps per pixel (B, S).
     """
-    B, C, H, W = f4.shape
-    S = len(tols)
-    dev, dt = f4.device, f4.dtype
-    x_out = torch.empty((B, S, C, H, W), dtype=dt, device=dev)
-    py_out, px_out = torch.empty_like(f4), torch.empty_like(f4)
-    iters_out = torch.zeros((B, S), dtype=torch.int64, device=dev)
-    gap_out = torch.zeros((B, S), dtype=dt, device=dev)
-    tol_of_step = torch.tensor(tols, dtype=dt, device=dev)
-    # Images are tested every check_every iterations, so one may run that much past max_iter.
-    row_of_image, table = _step_table(lam_all, tau, gamma, max_iter + check_every)
-    lam_of_image = lam_all.view(-1, 1, 1, 1)
-
-    n = min(B, slots)
-    idx = torch.arange(n, device=dev)             # the image in each slot
-    step = torch.zeros(n, dtype=torch.int64, device=dev)
-    it = torch.zeros(n, dtype=torch.int64, device=dev)
-    row = row_of_image[:n].clone()
-    lam4 = lam_of_image[:n].clone() if per_image_lam else float(lam_all[0])
-    inv_lam4 = 1 / lam4
-    f_run, py, px, u, ubar, v = (torch.empty((n, C, H, W), dtype=dt, device=dev) for _ in range(6))
-    u_next = torch.empty_like(u)
-    gy_buf, gx_buf, tmp_buf = (torch.empty_like(u) for _ in range(3))
-    gy, gx, tmp = gy_buf, gx_buf, tmp_buf
-
-    def start(sl, images):
-        """Begin problem 0 of ``images`` in slots ``sl``: from ``warm`` or from p = 0, u = f."""
-        f_run[sl] = f4[images]
-        if warm is None:
-            py[sl] = 0
-            px[sl] = 0
-            u[sl] = f4[images]
-        else:
-            w_py = warm[images, :, 0].to(f4).contiguous()
-            w_px = warm[images, :, 1].to(f4).contiguous()
-            _zero_boundary_(w_py, w_px)
-            _project_unit_ball(w_py, w_px, vectorial, torch.empty_like(w_py))
-            w_v = torch.empty_like(w_py)
-            _implied_primal_into(w_py, w_px, f4[images], 1 / lam_of_image[images] if per_image_lam else inv_lam4, w_v)
-            py[sl], px[sl], u[sl] = w_py, w_px, w_v
-        ubar[sl] = u[sl]
-
-    start(slice(None), idx)
-    next_image = n
-
+    pr = _Problems(f4, lam_all, per_image_lam, tols, max_iter, check_every, tau, gamma, warm, vectorial)
+    B = f4.shape[0]
+    w = _Slots(pr, min(B, slots))
+    waiting = len(w.idx)                              # the next image to take a slot
     n_iter = 0
     while True:
-        c = table[row, it]                        # (n, 3): sigma, primal weight, 1 + theta
-        sigma, w_u, w_bar = (c[:, j].view(-1, 1, 1, 1) for j in range(3))
-        # p^{k+1} = proj(p^k + sigma_k grad ubar^k)
-        _grad_into(ubar, gy, gx)
-        py.addcmul_(gy, sigma)
-        px.addcmul_(gx, sigma)
-        _project_unit_ball(py, px, vectorial, tmp)
-        # u^{k+1} = (u^k + tau div p^{k+1} + tau lam f) / (1 + tau lam) is the lerp from u^k to
-        # v = f + div(p^{k+1})/lam with weight tau lam / (1 + tau lam); the extrapolation
-        # ubar^{k+1} = u^{k+1} + theta (u^{k+1} - u^k) is a lerp with weight 1 + theta.
-        _implied_primal_into(py, px, f_run, inv_lam4, v)
-        torch.lerp(u, v, w_u, out=u_next)
-        torch.lerp(u, u_next, w_bar, out=ubar)
-        u, u_next = u_next, u
-        it += 1
+        w.iterate(pr)
         n_iter += 1
         if n_iter % check_every:
             continue
-
-        x = torch.lerp(u, v, _PRIMAL_BLEND)
-        gap = _gap_per_pixel(x, v, f_run, lam4, vectorial, gy, gx, tmp)
-        done = (gap <= tol_of_step[step]) | (it >= max_iter)
-        if not bool(done.any()):
+        advance, last = w.test(pr)
+        if advance is None:
             continue
-        d_idx, d_step = idx[done], step[done]
-        u[done] = x[done]
-        x_out[d_idx, d_step] = u[done]
-        iters_out[d_idx, d_step] = it[done]
-        gap_out[d_idx, d_step] = gap[done]
-        last = done & (step == S - 1)
-        if last.any():
-            py_out[idx[last]] = py[last]
-            px_out[idx[last]] = px[last]
-        # Images that finished a flow step begin the next: their solution is the new data, their
-        # dual field the warm start, their step sizes start again.
-        advance = done & ~last
         if advance.any():
-            step[advance] += 1
-            it[advance] = 0
-            f_run[advance] = u[advance]
-            a_py, a_px, a_v = py[advance], px[advance], torch.empty_like(u[advance])
-            _implied_primal_into(a_py, a_px, f_run[advance], inv_lam4[advance] if per_image_lam else inv_lam4, a_v)
-            u[advance] = a_v
-            ubar[advance] = a_v
-        # Slots of images that finished their last problem take the next waiting images.
+            w.advance(pr, advance)
         free = last.nonzero().view(-1)
-        n_new = min(len(free), B - next_image)
+        n_new = min(len(free), B - waiting)
         if n_new:
-            sl, images = free[:n_new], torch.arange(next_image, next_image + n_new, device=dev)
-            next_image += n_new
-            idx[sl], step[sl], it[sl], row[sl] = images, 0, 0, row_of_image[images]
-            if per_image_lam:
-                lam4[sl] = lam_of_image[images]
-                inv_lam4[sl] = 1 / lam_of_image[images]
-            start(sl, images)
-            last[sl] = False
-        keep = ~last
-        n_keep = int(keep.sum())
-        if n_keep == 0:
+            w.refill(pr, free[:n_new], torch.arange(waiting, waiting + n_new, device=f4.device))
+            waiting += n_new
+            last[free[:n_new]] = False
+        if bool(last.all()):
             break
-        if n_keep < len(keep):
-            idx, step, it, row = idx[keep], step[keep], it[keep], row[keep]
-            u, ubar, py, px, f_run, v = u[keep], ubar[keep], py[keep], px[keep], f_run[keep], v[keep]
-            u_next = torch.empty_like(u)
-            if per_image_lam:
-                lam4, inv_lam4 = lam4[keep], inv_lam4[keep]
-            gy, gx, tmp = gy_buf[:n_keep], gx_buf[:n_keep], tmp_buf[:n_keep]
-
-    return x_out, py_out, px_out, iters_out, gap_out
+        if last.any():
+            w.keep(~last)
+    return pr.x, pr.py, pr.px, pr.iters, pr.gap
 
 
 def rof(f: torch.Tensor, lam: Lam, *, tol: float = 1e-4, max_iter: int = 2000,
@@ -762,20 +791,37 @@ def spectral(f: torch.Tensor, N: int = 5, lam: float = 7.0, *, tol: float = SPEC
 
 # --------------------------------------------------------------------------- augmentation
 
+def _check_gains(gains) -> tuple:
+    """``gains`` as ``(lo, hi)``; both Python ints selects the integer draw (see :func:`random_gains`)."""
+    try:
+        lo, hi = gains
+    except (TypeError, ValueError):
+        raise ValueError(f"gains must be a pair (lo, hi), got {gains!r}") from None
+    ok = all(isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) for g in (lo, hi))
+    if not ok or hi <= lo or lo < 0:
+        raise ValueError(f"gains must be a range [lo, hi) with 0 <= lo < hi, got {tuple(gains)}")
+    return lo, hi
+
+
 def random_gains(batch: int, n_bands: int, gains=(3, 5), *, per_image: bool = True,
                  generator: Optional[torch.Generator] = None, device=None,
                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Integer gains ``k`` drawn uniformly from ``[gains[0], gains[1])``, shape (batch, n_bands).
+    """Gains ``k`` drawn uniformly from ``[gains[0], gains[1])``, shape (batch, n_bands).
 
-    ``per_image=False`` draws one row and repeats it for the whole batch, as the dissertation did.
-    A ``generator`` makes the draw reproducible; it must live on ``device`` (default: CPU).
+    Two Python ints draw integers, as the dissertation did: ``(3, 5)`` gives ``k`` in {3, 4}. Any
+    float draws from the continuous interval: ``(1.5, 2.5)`` gives milder amplification,
+    ``(0.0, 1.0)`` attenuates the bands (``k = 0`` removes them). ``per_image=False`` draws one row
+    and repeats it for the whole batch, as the dissertation did. A ``generator`` makes the draw
+    reproducible; it must live on ``device`` (default: CPU).
     """
-    lo, hi = int(gains[0]), int(gains[1])
-    if hi <= lo:
-        raise ValueError(f"gains must be an integer range [lo, hi) with hi > lo, got {tuple(gains)}")
+    lo, hi = _check_gains(gains)
     gen_device = generator.device if generator is not None else torch.device("cpu")
     rows = batch if per_image else 1
-    k = torch.randint(lo, hi, (rows, n_bands), generator=generator, device=gen_device)
+    if isinstance(lo, int) and isinstance(hi, int):
+        k = torch.randint(lo, hi, (rows, n_bands), generator=generator, device=gen_device)
+    else:
+        k = lo + (hi - lo) * torch.rand((rows, n_bands), generator=generator, device=gen_device,
+                                        dtype=torch.float64)
     k = k.to(device=device if device is not None else gen_device, dtype=dtype)
     return k.expand(batch, n_bands) if not per_image else k
 
@@ -841,8 +887,7 @@ class SpectralAugment(nn.Module):
         self.bands = _check_bands(bands)
         _check_positive(lam, "lam")
         _check_positive(tol, "tol")
-        if int(gains[1]) <= int(gains[0]):
-            raise ValueError(f"gains must be an integer range [lo, hi) with hi > lo, got {tuple(gains)}")
+        _check_gains(gains)
         self.gains, self.lam, self.per_image = tuple(gains), float(lam), per_image
         self.tol, self.vectorial, self.generator = tol, vectorial, generator
 
