@@ -236,8 +236,8 @@ def _build(b: _Build, images_uint8, N, parsed, lam, tol, vectorial, device, batc
 
 
 def load_or_build(images_uint8: torch.Tensor, *, cache_dir, lam: float = 7.0,
-                  components: Sequence[str] = ("phi1", "phi2"), tol: float = 1e-4,
-                  vectorial: bool = False, device="cpu", batch_size: int = 256,
+                  components: Sequence[str] = ("phi1", "phi2"), tol: float = pock.SPECTRAL_TOL,
+                  vectorial: bool = False, device="cpu", batch_size: int = 4096,
                   dtype: torch.dtype = torch.float16, data_key: str = "",
                   progress: bool = True) -> torch.Tensor:
     """Spectral components of every image, shape (N, K, C, H, W), from the cache or built now.

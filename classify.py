@@ -29,6 +29,7 @@ import torch
 
 import checkpoints
 import cli
+import pock
 from cli import UserError
 from configs import CONFIGS, Config
 from data import DataError, load_images
@@ -122,7 +123,8 @@ def _spectral_flags(g, c: Config) -> None:
     g.add_argument("--gains", type=parse_gains, default=parse_gains(c.gains), metavar="LO,HI",
                    help="gains drawn from [LO, HI): integers when both are written without a decimal point "
                         "(3,5 draws 3 or 4, the dissertation), else uniform reals (1.5,2.5); LO may be 0")
-    g.add_argument("--tol", type=float, default=1e-4, help="duality gap per pixel of each ROF solve")
+    g.add_argument("--tol", type=float, default=pock.SPECTRAL_TOL,
+                   help="duality gap per pixel of the first TV-flow step (later steps tighter; see pock.spectral)")
     g.add_argument("--per-batch-gains", action="store_true",
                    help="one gain draw per batch (the dissertation) instead of one per image")
     g.add_argument("--spectral-mode", choices=("concat", "replace"), default="concat",
@@ -132,7 +134,8 @@ def _spectral_flags(g, c: Config) -> None:
     g.add_argument("--no-cache", action="store_true",
                    help="decompose every batch on the fly (the dissertation's scheme; slow)")
     g.add_argument("--cache-dtype", choices=("float16", "float32"), default="float16")
-    g.add_argument("--cache-batch-size", type=int, default=256, help="images per decomposition call")
+    g.add_argument("--cache-batch-size", type=int, default=4096,
+                   help="images per decomposition call (and per resumable piece of the cache)")
 
 
 def get_test_parser(entry: str, prog: str | None = None) -> argparse.ArgumentParser:
@@ -197,7 +200,6 @@ class Augmenter:
         self.generator = torch.Generator()
 
     def _spectral(self, x, idx):
-        import pock
         a = self.args
         if self.bands is not None:
             phi = self.bands[idx.to(self.bands.device)].to(x.device, non_blocking=True)

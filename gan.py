@@ -51,6 +51,7 @@ import checkpoints
 import cli
 import data
 import gan_lib
+import pock
 from cli import UserError
 from gan_models import joint_disc_input, weights_init
 from io_utils import atomic_write, save_figure, write_jsonl
@@ -84,7 +85,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage-order", choices=("dissertation", "coarse-to-fine"), default="dissertation",
                    help="components mode: u_0 first (dissertation) or u_N first")
     p.add_argument("--bands", type=int, default=3, help="joint mode: K spectral bands generated besides the residual")
-    p.add_argument("--tol", type=float, default=1e-4, help="duality gap per pixel of each ROF solve")
+    p.add_argument("--tol", type=float, default=pock.SPECTRAL_TOL,
+                   help="duality gap per pixel of the first TV-flow step (later steps tighter; see pock.spectral)")
     p.add_argument("--n-samples", type=int, default=64, help="size of the fixed-noise sample grid")
     p.add_argument("--log-every", type=int, default=10, help="steps per line of losses.jsonl")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars")

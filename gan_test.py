@@ -60,7 +60,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="root of the caches (None: the runs' --cache-dir)")
     p.add_argument("--spectrum-bands", type=int, default=5, help="bands N of the TV spectrum")
     p.add_argument("--lam", type=float, default=7.0, help="1/dt of the TV flow for the spectrum")
-    p.add_argument("--tol", type=float, default=1e-4, help="duality gap per pixel of each ROF solve")
+    p.add_argument("--tol", type=float, default=pock.SPECTRAL_TOL,
+                   help="duality gap per pixel of the first TV-flow step (later steps tighter; see pock.spectral)")
     p.add_argument("--inception-weights", default=None,
                    help=f"local FID Inception weights ({gan_metrics.FID_WEIGHTS_NAME}) to compute FID and KID")
     p.add_argument("--per-state", action="store_true", help="components runs: SWD of every state's generator too")
