@@ -1,7 +1,16 @@
-"""run_experiments.py: the plan keeps budgets equal, the smoke sweep runs end to end, resumes and reports."""
+"""run_experiments.py and experiments/: the plan, staleness, the ledger, the statistics and the report.
+
+The report is checked on a small committed ledger (``tests/ledger``, a real ``smoke`` sweep);
+the runner's skip/resume/redo logic on a toy script (no torch, fast); the smoke profile end to end
+on two of its jobs.
+"""
 
 import json
+import math
+import os
 import re
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -11,122 +20,323 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import run_experiments as rx  # noqa: E402
+import run_experiments  # noqa: E402
+from experiments import fingerprint, ledger, report, runner, summary  # noqa: E402
+from experiments.plan import Job, Step, command, plan, select  # noqa: E402
+from experiments.profiles import CONDITIONS, PROFILES  # noqa: E402
+from experiments.stats import compare, spread  # noqa: E402
+
+LEDGER = ROOT / "tests" / "ledger"
 
 
-def _settings(step):
-    """A step's flags as {flag: value or True}."""
-    out, i, f = {}, 0, step.flags
-    while i < len(f):
-        if i + 1 < len(f) and not f[i + 1].startswith("--"):
-            out[f[i]] = f[i + 1]
-            i += 2
-        else:
-            out[f[i]] = True
-            i += 1
-    return out
+def _flags(job, step=0) -> dict:
+    return dict(job.steps[step].flags)
 
 
-@pytest.mark.parametrize("name", ["cpu", "paper"])
-def test_plan_equal_budgets(name, tmp_path):
-    profile = rx.PROFILES[name]
-    data = {k: f"/data/{k}.zip" for k in ("cifar10", "flowers102", "imagenette", "celeba")}
-    steps = rx.plan(profile, tmp_path, data)
-    names = [s.name for s in steps]
-    assert len(names) == len(set(names))
-    for ds, cfg in profile["datasets"].items():
-        main = [s for s in steps if s.info.get("table") == "main" and s.info["dataset"] == ds]
-        n_seeds = len(cfg["seeds"]) + len(cfg.get("extra_seeds", []))
-        assert len(main) == len(rx.CONDITIONS) * n_seeds and len(cfg["seeds"]) >= 3
-        budgets = {tuple(_settings(s).get(k) for k in ("--epochs", "--batch-size", "--subset", "--image-size",
-                                                       "--eval-subset")) for s in main}
-        assert len(budgets) == 1, budgets                         # same steps and images for every condition
-        for s in main:
-            st = _settings(s)
-            spectral = s.info["condition"].startswith("spectral")
-            assert (st.get("--spectral-mode") == "replace") == spectral
-            assert ("--std-aug" in st) == s.info["condition"].endswith("std")
-        concat = [s for s in steps if s.info.get("condition") == "spectral (concat)" and s.info["dataset"] == ds]
-        if cfg.get("dissertation"):
-            assert concat and all(_settings(s)["--spectral-mode"] == "concat" for s in concat)
-            assert all(_settings(s)["--epochs"] == str(cfg["dissertation"]["aug"]["epochs"]) for s in concat)
-    abl = [s for s in steps if s.info.get("table") == "ablation"]
-    assert {(s.info["bands"], s.info["gains"]) for s in abl} == set(rx.ABLATION_CPU)
+# ----------------------------------------------------------------------------------------- plan
+
+def test_scale_plan_counts_budgets_and_order():
+    prof = PROFILES["scale"]
+    jobs = plan(prof)
+    assert len({j.id for j in jobs}) == len(jobs)
+    for ds, seeds in (("cifar10", 5), ("imagenette", 3), ("flowers102", 3)):
+        main = [j for j in jobs if j.dataset == ds and j.table == "main"]
+        for c in CONDITIONS:
+            assert sorted(j.seed for j in main if j.condition == c) == list(range(seeds)), (ds, c)
+        # One budget for every condition: same images, size, epochs, batch and lr.
+        budgets = {tuple(_flags(j)[k] for k in ("subset", "image-size", "epochs", "batch-size", "lr")) for j in main}
+        assert len(budgets) == 1, budgets
+        assert len([j for j in jobs if j.dataset == ds and j.table == "concat"]) == 3
+    c10 = {j.id: j for j in jobs if j.dataset == "cifar10"}
+    assert _flags(c10["cifar10/plain/seed0"])["subset"] == 25_000 and _flags(c10["cifar10/plain/seed0"])["epochs"] == 20
+    assert _flags(c10["cifar10/concat/seed0"])["epochs"] == 10 and _flags(c10["cifar10/concat/seed0"])["spectral-mode"] == "concat"
+    sp = _flags(c10["cifar10/spectral/seed1"])
+    assert (sp["spectral-mode"], sp["spectral-prob"], sp["gains"], sp.get("std-aug")) == ("replace", 0.5, "3,5", None)
+    assert _flags(c10["cifar10/cropflip/seed1"]).get("std-aug") is True and "gains" not in _flags(c10["cifar10/cropflip/seed1"])
+    assert _flags(c10["cifar10/both/seed1"]).get("std-aug") is True
+    abl = [j for j in jobs if j.table == "ablation"]
+    assert sorted((j.gains, j.seed) for j in abl) == [(g, s) for g in ("0.0,1.0", "1.5,2.5") for s in range(3)]
+    assert all(j.dataset == "cifar10" for j in abl)
+    # Order: the positive control first, then spectral/both, concat, ablation, the other datasets, extra seeds.
+    ids = [j.id for j in jobs]
+    assert ids[:6] == [f"cifar10/{c}/seed{s}" for s in range(3) for c in ("plain", "cropflip")]
+    kinds = [(j.dataset, j.table, j.condition if j.table == "main" else "") for j in jobs]
+    first = {k: kinds.index(k) for k in kinds}
+    assert first[("cifar10", "main", "spectral")] > 5 and first[("cifar10", "concat", "")] > ids.index("cifar10/both/seed2")
+    assert first[("cifar10", "ablation", "")] > first[("cifar10", "concat", "")]
+    assert first[("imagenette", "main", "plain")] > max(i for i, k in enumerate(kinds) if k[1] == "ablation")
+    assert first[("flowers102", "main", "plain")] > first[("imagenette", "concat", "")]
+    assert all(j.seed >= 3 for j in jobs[ids.index("flowers102/concat/seed2") + 1:])
+    # The test script runs on the seed-0 checkpoints of the conditions whose confusion matrix the report shows.
+    tested = sorted(j.id for j in jobs if len(j.steps) == 2)
+    assert tested == sorted(f"{d}/{c}/seed0" for d in ("cifar10", "imagenette", "flowers102") for c in ("plain", "spectral"))
 
 
-def test_welch_separates_and_not():
-    t, p = rx.welch([0.50, 0.51, 0.49], [0.70, 0.71, 0.69])
-    assert p < 0.001 and t < 0
-    _, p = rx.welch([0.50, 0.52, 0.48], [0.51, 0.49, 0.50])
-    assert p > 0.5
-    assert rx.welch([0.5], [0.6, 0.7]) == (None, None)
-    m, s = rx.mean_std([1.0, 2.0, 3.0])
-    assert m == 2.0 and abs(s - 1.0) < 1e-12
+def test_paper_profile_is_the_dissertation_on_a_gpu():
+    prof = PROFILES["paper"]
+    assert prof.device == "cuda" and prof.jobs > 1
+    for j in plan(prof):
+        if j.table != "gan":
+            assert _flags(j)["batch-size"] == 20
+    assert _flags(next(j for j in plan(prof) if j.id == "flowers102/plain/seed0"))["image-size"] == 256
 
 
-def test_readme_block_only_between_markers(tmp_path):
+def test_select_by_dataset_condition_or_pattern():
+    jobs = plan(PROFILES["scale"])
+    assert {j.dataset for j in select(jobs, ["imagenette"])} == {"imagenette"}
+    assert {j.condition for j in select(jobs, ["*/cropflip/*"])} == {"cropflip"}
+    assert [j.id for j in select(jobs, ["cifar10/plain/seed0"])] == ["cifar10/plain/seed0"]
+    assert select(jobs, ["cifar"]) == [] and select(jobs, []) == jobs
+
+
+def test_commands_use_repository_relative_paths():
+    job = next(j for j in plan(PROFILES["scale"]) if j.id == "cifar10/spectral/seed0")
+    paths = dict(data=ROOT.parent / "shared" / "data" / "cifar10.zip", work=ROOT / "runs" / "sweep-scale",
+                 cache=ROOT / "runs" / "sweep-scale" / "cache", device="cpu")
+    train, test = (command(job, s, **paths) for s in job.steps)
+    assert train[0] == "train_pt_aug.py" and test[0] == "test_pt.py"
+    assert not any(a.startswith("/") for a in train + test)
+    assert train[train.index("--data-dir") + 1] == "../shared/data/cifar10.zip"
+    assert test[test.index("--checkpoint") + 1] == "runs/sweep-scale/cifar10/spectral/seed0/train/checkpoint.pt"
+
+
+# ---------------------------------------------------------------------------------- staleness
+
+def test_fingerprint_ignores_comments_docstrings_and_help_but_not_code(tmp_path):
+    (tmp_path / "lib.py").write_text('"""Doc."""\nX = 1  # one\n')
+    main = tmp_path / "main.py"
+    main.write_text('import argparse\n\ndef f():\n    """Doc."""\n    import lib\n    p = argparse.ArgumentParser()\n'
+                    '    p.add_argument("--a", default=1, help="the a")\n    return lib.X\n')
+
+    def fp():
+        fingerprint.clear_cache()
+        return fingerprint.fingerprint(["main.py"], root=tmp_path)
+
+    digest, files = fp()
+    assert sorted(files) == ["lib.py", "main.py"]           # a lazy import inside a function counts
+    main.write_text(main.read_text().replace('"""Doc."""', '"""Other words."""').replace('"the a"', '"A."')
+                    + "# a comment\n\n")
+    assert fp()[0] == digest
+    main.write_text(main.read_text().replace("default=1", "default=2"))
+    assert fp()[0] != digest
+    digest = fp()[0]
+    (tmp_path / "lib.py").write_text('"""Doc."""\nX = 2\n')
+    assert fp()[0] != digest
+
+
+def test_real_scripts_cover_the_modules_they_import():
+    _, files = fingerprint.fingerprint(["train_pt_aug.py"])
+    assert {"train_pt_aug.py", "classify.py", "pock.py", "bandcache.py", "data.py", "models.py", "training.py",
+            "configs.py", "cli.py", "io_utils.py"} <= set(files)
+    _, files = fingerprint.fingerprint(["gan_test.py"])
+    assert {"gan_lib.py", "gan_metrics.py", "pock.py"} <= set(files)
+
+
+def test_status_pending_done_stale():
+    job = plan(PROFILES["smoke"])[0]
+    fp, _ = fingerprint.fingerprint(job.scripts)
+    run = {"spec": job.spec(), "fingerprint": fp}
+    assert ledger.status(job, None) == ("pending", "")
+    assert ledger.status(job, run) == ("done", "")
+    assert ledger.status(job, dict(run, fingerprint="0" * 64)) == ("stale", "code")
+    other = json.loads(json.dumps(job.spec()))
+    other["steps"][0]["flags"][0][1] = "99"
+    assert ledger.status(job, dict(run, spec=other)) == ("stale", "settings")
+
+
+# ------------------------------------------------------------------- runner: skip, resume, redo
+
+TOY = """import json, pathlib, sys
+a = sys.argv[1:]
+out = pathlib.Path(a[a.index("--output-dir") + 1])
+out.mkdir(parents=True, exist_ok=True)
+with open(out / "seen.txt", "a") as f:
+    f.write(" ".join(a) + "\\n")
+(out / "checkpoint.pt").write_text("weights")
+if (out / "fail").exists():
+    (out / "fail").unlink()
+    sys.exit(3)
+(out / "results.json").write_text(json.dumps({"test_acc": VALUE}))
+(out / "curves.png").write_text("not a small file")
+"""
+
+
+def _toy(tmp_path, value):
+    script = tmp_path / "toy.py"
+    script.write_text(TOY.replace("VALUE", str(value)))
+    job = Job("toy/plain/seed0", "toy", "main", "plain", 0,
+              (Step("train", str(script), (("seed", 0),), data=False, resumable=True, device=False),))
+    ctx = runner.Context(PROFILES["smoke"], tmp_path / "work", tmp_path / "ledger", {}, 1, 1, log=lambda m: None)
+    fingerprint.clear_cache()
+    return job, ctx
+
+
+def test_runner_resumes_records_small_files_only_and_redoes_stale(tmp_path):
+    job, ctx = _toy(tmp_path, 0.5)
+    out = ctx.work / job.id / "train"
+    out.mkdir(parents=True)
+    (out / "fail").write_text("")
+    assert runner.sweep([job], ctx) == 1                           # the script failed: nothing recorded
+    assert ledger.read_entry(ctx.ledger, "smoke", job.id) is None
+    assert runner.sweep([job], ctx) == 0                           # continues from its checkpoint
+    seen = (out / "seen.txt").read_text().splitlines()
+    assert "--resume" not in seen[0] and seen[1].endswith("--resume")
+    entry = ledger.entry_dir(ctx.ledger, "smoke", job.id)
+    assert sorted(p.relative_to(entry).as_posix() for p in entry.rglob("*") if p.is_file()) == \
+        ["run.json", "train/results.json"]
+    run = ledger.read_entry(ctx.ledger, "smoke", job.id)
+    assert ledger.status(job, run)[0] == "done" and run["steps"][0]["resumed"] is True
+    # The code changes: the entry is stale, the work folder (made by the old code) is cleared, the job redone.
+    job, ctx = _toy(tmp_path, 0.75)
+    assert ledger.status(job, run) == ("stale", "code")
+    assert runner.sweep([job], ctx) == 0
+    assert len((out / "seen.txt").read_text().splitlines()) == 1
+    assert json.loads((entry / "train" / "results.json").read_text()) == {"test_acc": 0.75}
+    assert ledger.status(job, ledger.read_entry(ctx.ledger, "smoke", job.id))[0] == "done"
+
+
+def test_commit_takes_only_the_entry(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = lambda *a: subprocess.run(["git", *a], cwd=repo, check=True, capture_output=True, text=True).stdout  # noqa
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    (repo / "other.txt").write_text("someone's staged work\n")
+    git("add", "other.txt")
+    entry = repo / "results" / "runs" / "smoke" / "a"
+    entry.mkdir(parents=True)
+    (entry / "run.json").write_text("{}\n")
+    old = ledger.REPO
+    ledger.REPO = repo
+    try:
+        ledger.commit(entry, "results/runs: a")
+        ledger.commit(entry, "results/runs: a again")                # nothing new: no empty commit
+    finally:
+        ledger.REPO = old
+    assert git("log", "--format=%s").split("\n")[0] == "results/runs: a"
+    assert git("show", "--name-only", "--format=").split() == ["results/runs/smoke/a/run.json"]
+    assert "A  other.txt" in git("status", "--porcelain")
+
+
+# ---------------------------------------------------------------------------------- statistics
+
+def test_welch_difference_interval_and_p_match_the_textbook_formula():
+    from scipy import stats
+    a, b = [0.71, 0.74, 0.69, 0.73, 0.72], [0.64, 0.66, 0.65]
+    c = compare(a, b)
+    va, vb = stats.tvar(a) / len(a), stats.tvar(b) / len(b)
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))  # Welch–Satterthwaite
+    half = stats.t.ppf(0.975, dof) * math.sqrt(va + vb)
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    assert c.diff == pytest.approx(diff) and c.dof == pytest.approx(dof)
+    assert (c.low, c.high) == (pytest.approx(diff - half), pytest.approx(diff + half))
+    t = diff / math.sqrt(va + vb)
+    assert c.t == pytest.approx(t) and c.p == pytest.approx(2 * stats.t.sf(abs(t), dof)) and c.significant
+    assert not compare([0.5, 0.52, 0.48], [0.51, 0.49, 0.50]).significant
+    assert compare([0.5], [0.5, 0.6]) is None and compare([0.5, 0.5], [0.5, 0.5]) is None
+    s = spread([0.1, 0.2, 0.3])
+    assert (s.n, s.mean, s.sd) == (3, pytest.approx(0.2), pytest.approx(0.1)) and spread([0.4]).sd is None
+
+
+# -------------------------------------------------------------------------------------- report
+
+def _write_report(out: Path, ledger_root: Path, profile="smoke"):
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "README.md").write_text(f"head\n{report.README_START}\nold\n{report.README_END}\ntail\n")
+    return report.write(summary.summarize(PROFILES[profile], ledger_root), out)
+
+
+def _files(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _as_current(dest: Path) -> Path:
+    """A copy of the committed ledger whose runs count as made by today's code and smoke profile.
+
+    The committed runs go stale whenever the code they ran changes; the report's rendering is
+    tested on them as if they were current (staleness has its own tests).
+    """
+    shutil.copytree(LEDGER, dest)
+    jobs = {j.id: j for j in plan(PROFILES["smoke"])}
+    for path in (dest / "smoke").rglob("run.json"):
+        run = json.loads(path.read_text())
+        job = jobs[run["id"]]
+        run.update(spec=job.spec(), fingerprint=fingerprint.fingerprint(job.scripts)[0])
+        path.write_text(json.dumps(run, indent=1) + "\n")
+    return dest
+
+
+def test_report_is_a_pure_function_of_the_committed_ledger(tmp_path):
+    assert (LEDGER / "smoke").is_dir(), "the committed test ledger is missing"
+    # Two copies in different places, as on two clones.
+    _write_report(tmp_path / "a", _as_current(tmp_path / "one" / "ledger"))
+    _write_report(tmp_path / "b", _as_current(tmp_path / "two" / "x" / "ledger"))
+    a, b = _files(tmp_path / "a"), _files(tmp_path / "b")
+    assert a == b and "RESULTS-smoke.md" in a and any(k.endswith("_curves.png") for k in a)
+    md = a["RESULTS-smoke.md"].decode()
+    for needle in ("11 of 11 planned jobs done", "Positive control", "| plain | 2 |", "Gain ablation",
+                   "GAN on faces", "sha256", "## Closing note"):
+        assert needle in md, needle
+    assert "Stale" not in md
+    # No machine paths, no software versions or times in the committed files.
+    machine = re.compile(rb"(/work/|/tmp/|/home/|/root/|" + re.escape(str(ROOT).encode()) + rb")")
+    for name, data in list(a.items()) + [(str(p), p.read_bytes()) for p in LEDGER.rglob("*") if p.is_file()]:
+        assert not machine.search(data), name
+        if name.endswith(".png"):
+            assert b"matplotlib" not in data and b"Software" not in data, name
+
+
+def test_stale_runs_stay_out_of_the_tables(tmp_path):
+    led = _as_current(tmp_path / "ledger")
+    path = led / "smoke" / "cifar10" / "cropflip" / "seed1" / "run.json"
+    run = json.loads(path.read_text())
+    path.write_text(json.dumps(dict(run, fingerprint="f" * 64)))
+    s = summary.summarize(PROFILES["smoke"], led)
+    assert s.counts == {"done": 10, "pending": 0, "stale": 1}
+    row = next(r for r in s.datasets[0].main if r.key == "cropflip")
+    assert [r.seed for r in row.runs] == [0] and row.vs_plain is None
+    md = report.render(s, {})
+    assert "| `cifar10/cropflip/seed1` | stale | code |" in md and "| crop+flip | 1 |" in md
+
+
+def test_empty_ledger_says_no_runs_yet(tmp_path):
+    written = _write_report(tmp_path / "out", tmp_path / "empty", profile="scale")
+    md = (tmp_path / "out" / "RESULTS.md").read_text()
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "No runs yet" in md and "0 of 59 planned jobs" in md and "## CIFAR-10" in md
+    assert readme.startswith("head\n") and readme.endswith("tail\n") and "No runs yet" in readme
+    assert "README.md" in written and not list((tmp_path / "out" / "results" / "scale").glob("*.png"))
+
+
+def test_readme_block_is_replaced_between_the_markers_only(tmp_path):
     readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\nintro\n{rx.README_START}\nold numbers\n{rx.README_END}\nafter\n")
-    assert rx.update_readme(readme, "new numbers\nline 2")
-    text = readme.read_text()
-    assert text == f"# Title\nintro\n{rx.README_START}\nnew numbers\nline 2\n{rx.README_END}\nafter\n"
-    plain = tmp_path / "OTHER.md"
-    plain.write_text("no markers\n")
-    assert not rx.update_readme(plain, "x") and plain.read_text() == "no markers\n"
+    readme.write_text(f"# T\n{run_experiments.README_START}\nold\n{run_experiments.README_END}\nafter\n")
+    assert run_experiments.update_readme(readme, "new\nlines")
+    assert readme.read_text() == f"# T\n{run_experiments.README_START}\nnew\nlines\n{run_experiments.README_END}\nafter\n"
+    (tmp_path / "B.md").write_text("no markers\n")
+    assert not run_experiments.update_readme(tmp_path / "B.md", "x")
 
 
-def _run(argv):
-    return rx.main(rx.get_args_parser().parse_args(argv))
+# ---------------------------------------------------------------------------------- end to end
 
-
-def test_smoke_profile_end_to_end(tmp_path, capsys):
-    sweep, out = tmp_path / "sweep", tmp_path / "out"
-    readme = tmp_path / "README.md"
-    readme.write_text(f"head\n{rx.README_START}\n{rx.README_END}\ntail\n")
-    argv = ["--profile", "smoke", "--sweep-dir", str(sweep), "--results-md", str(out / "RESULTS.md"),
-            "--figures-dir", str(out / "results"), "--readme", str(readme)]
-    assert _run(argv) == 0
-    md = (out / "RESULTS.md").read_text()
-
-    # Every accuracy in the main table is the mean ± std of the runs' own results.json.
-    for cond in rx.CONDITIONS:
-        accs = [json.loads((sweep / f"cifar10/{cond}/seed{s}/results.json").read_text())["test_acc"] for s in (0, 1)]
-        m, sd = rx.mean_std(accs)
-        row = next(ln for ln in md.splitlines() if ln.startswith(f"| {cond} |"))
-        assert f"| 2 | {100 * m:.1f} ± {100 * sd:.1f} |" in row, row
-    # The dissertation's plain run is the main plain run (same flags): trained once.
-    assert not (sweep / "cifar10/dissertation-plain").exists()
-    diss = md[md.index("the dissertation's budgets"):]
-    steps = json.loads((sweep / "cifar10/plain/seed0/results.json").read_text())["steps"]
-    concat = json.loads((sweep / "cifar10/dissertation-concat/seed0/results.json").read_text())["steps"]
-    assert 2 * concat == steps and f"| {concat} |" in diss
-    # The test script's confusion matrix agrees with the training run's final accuracy.
-    test_m = json.loads((sweep / "cifar10/spectral/seed0-test/metrics.json").read_text())
-    train_r = json.loads((sweep / "cifar10/spectral/seed0/results.json").read_text())
-    assert abs(test_m["top1"] - train_r["test_acc"]) < 1e-9
-    assert "gan_test.py" in md and "| plain |" in md[md.index("## GAN"):]
-    for fig in ("accuracy.png", "cifar10_curves.png", "cifar10_confusion.png", "cifar10_ablation.png"):
-        assert (out / "results" / fig).stat().st_size > 1000
-    assert "Missing runs" not in md and "Partial" not in md
-    block = readme.read_text()
-    assert block.startswith("head\n") and block.endswith("tail\n") and "- cifar10: plain" in block
-
-    # A second call runs nothing; an interrupted run (checkpoint, no results) is resumed.
-    capsys.readouterr()
-    assert _run(argv) == 0
-    log = capsys.readouterr().out
-    assert re.search(r"(\d+) of \1 steps already finished", log) and "start " not in log
-    victim = sweep / "cifar10/std/seed1"
-    (victim / "results.json").unlink()
-    (victim / "driver.json").unlink()
-    assert _run(argv) == 0
-    log = capsys.readouterr().out
-    assert "start cifar10/std/seed1 (resume)" in log and log.count("start ") == 1
-    assert "resumed from" in (victim / "log.txt").read_text()
-
-    # A run folder made by other flags is refused, not silently reused.
-    rec = json.loads((sweep / "cifar10/plain/seed1/driver.json").read_text())
-    rec["command"][rec["command"].index("--epochs") + 1] = "99"
-    (sweep / "cifar10/plain/seed1/driver.json").write_text(json.dumps(rec))
-    with pytest.raises(rx.ExperimentError, match="different command"):
-        _run(argv)
+def test_smoke_profile_end_to_end(tmp_path):
+    """Two smoke jobs for real (training + the test script), then a second call that runs nothing."""
+    argv = [sys.executable, "run_experiments.py", "--profile", "smoke", "--work-dir", str(tmp_path / "work"),
+            "--ledger-dir", str(tmp_path / "ledger"), "--report-dir", str(tmp_path / "out"),
+            "--only", "cifar10/plain/seed0", "--only", "cifar10/spectral/seed1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    base = tmp_path / "ledger" / "smoke" / "cifar10"
+    run = json.loads((base / "plain/seed0/run.json").read_text())
+    res = json.loads((base / "plain/seed0/train/results.json").read_text())
+    test = json.loads((base / "plain/seed0/test/metrics.json").read_text())
+    assert abs(test["top1"] - res["test_acc"]) < 1e-9 and (base / "plain/seed0/test/confusion_matrix.csv").is_file()
+    assert not list((tmp_path / "ledger").rglob("*.pt")) and not list((tmp_path / "ledger").rglob("*.png"))
+    assert run["data"]["name"] == "cifar10.zip" and len(run["data"]["sha256"]) == 64
+    assert json.loads((base / "spectral/seed1/train/args.json").read_text())["spectral_mode"] == "replace"
+    md = (tmp_path / "out" / "RESULTS-smoke.md").read_text()
+    assert "2 of 11 planned jobs done, 9 pending" in md
+    p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0 and "0 to run" in p.stdout and "start" not in p.stdout.split("0 to run")[1]

@@ -1,0 +1,13 @@
+"""The experiment sweep behind ``run_experiments.py``, one module per job.
+
+* :mod:`experiments.profiles` — what a sweep trains: datasets, budgets, conditions, seeds;
+* :mod:`experiments.plan` — a profile turned into an ordered list of runs, each with its command;
+* :mod:`experiments.fingerprint` — the hash of the code a run executes (staleness);
+* :mod:`experiments.ledger` — the committed record of finished runs under ``results/runs/``;
+* :mod:`experiments.runner` — runs what the ledger lacks, ``--jobs`` at a time, and records it;
+* :mod:`experiments.stats` — mean ± std, Welch's t-test and the confidence interval of a difference;
+* :mod:`experiments.summary` — the ledger reduced to records (one per table row) for the report;
+* :mod:`experiments.figures` — deterministic figures of those records;
+* :mod:`experiments.report` — RESULTS.md and the README block, one function per section;
+* :mod:`experiments.throughput` — the CPU measurement that chose the ``scale`` profile's batch size.
+"""

@@ -1,0 +1,162 @@
+"""What a sweep trains: per profile, the datasets, their budgets, the conditions and the seeds.
+
+Every dataset is trained in four conditions at one budget (same images, epochs and steps):
+
+* ``plain``: no augmentation;
+* ``spectral``: spectral TV augmentation in ``--spectral-mode replace`` (each image replaced by its
+  amplified version with probability 0.5; bands 1-2, integer gains 3 or 4, as the dissertation), so
+  that every step sees as many images as a plain step;
+* ``cropflip``: random crop + horizontal flip (``--std-aug``), the standard augmentation, known to
+  help: the positive control that shows whether a budget can detect an augmentation effect at all;
+* ``both``: spectral and crop+flip.
+
+Besides these, the dissertation's own budget (``concat``: every batch trained together with its
+augmented copy, for the epochs of the dissertation's augmented scripts) and, for CIFAR-10, an
+ablation of the gain range (milder gains, and attenuation k in [0, 1), which removes fine texture).
+
+The profiles:
+
+* ``smoke``: tiny generated data, seconds; checks the pipeline (the tests run it).
+* ``scale``: the dissertation's data scale on a 2-core CPU (see its description).
+* ``paper``: the dissertation's exact settings (batch 20, 256 px for Flowers102 and Imagenette) on a
+  GPU, several runs at once on the one GPU (``--jobs``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+__all__ = ["CONDITIONS", "LABELS", "SPECTRAL", "DatasetPlan", "GanPlan", "Profile", "PROFILES", "SCRIPTS"]
+
+CONDITIONS = ("plain", "spectral", "cropflip", "both")
+LABELS = {"plain": "plain", "spectral": "spectral", "cropflip": "crop+flip", "both": "spectral + crop+flip",
+          "concat": "spectral concat"}
+# The main spectral condition: the dissertation's bands and integer gains, in replace mode.
+SPECTRAL = (("spectral-mode", "replace"), ("spectral-prob", 0.5), ("bands", "1,2"), ("gains", "3,5"))
+MAIN_GAINS = "3,5"
+
+# plain training, spectral training, test
+SCRIPTS = {
+    "cifar10": ("train_pt.py", "train_pt_aug.py", "test_pt.py"),
+    "imagenette": ("train_imagenette.py", "train_aug_imagenette.py", "test_imagenette.py"),
+    "flowers102": ("train_flowers102.py", "train_aug_flowers102.py", "test_flowers102.py"),
+}
+TITLES = {"cifar10": "CIFAR-10", "imagenette": "Imagenette", "flowers102": "Flowers102", "celeba": "CelebA"}
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    name: str                     # a key of SCRIPTS; the data is <data-root>/<name>.zip
+    budget: tuple                 # (flag, value) shared by every run of the dataset
+    seeds: tuple                  # seeds of the four conditions, run early
+    extra_seeds: tuple = ()       # more seeds of the four conditions, run after every dataset
+    concat_epochs: Optional[int] = None   # the dissertation's augmented-script epochs (None: no concat row)
+    concat_seeds: tuple = ()
+    ablation: tuple = ()          # gain ranges LO,HI beyond MAIN_GAINS (same budget, replace mode)
+    ablation_seeds: tuple = ()
+    confusion: tuple = ()         # conditions whose seed-0 checkpoint the test script evaluates
+    eval_note: str = ""           # the evaluation split, in words
+
+
+@dataclass(frozen=True)
+class GanPlan:
+    modes: tuple
+    flags: tuple                  # (flag, value) for every gan.py run
+    test_flags: tuple             # (flag, value) for gan_test.py
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    device: str
+    jobs: int
+    threads: Optional[int]        # torch threads per run (None: torch's default)
+    datasets: tuple
+    gan: Optional[GanPlan] = None
+    generated_data: bool = False  # smoke: tiny archives made by data.make_test_dataset
+    # Training images/s of the whole machine in the profile's layout, by image size (for estimates).
+    images_per_s: tuple = ()
+    report: str = "RESULTS.md"    # the report file; the README block is written for the main profile only
+    readme: bool = False
+
+    def dataset(self, name: str) -> DatasetPlan:
+        return next(d for d in self.datasets if d.name == name)
+
+
+def _budget(subset, size, epochs, batch, lr=1e-3) -> tuple:
+    return (("subset", subset), ("image-size", size), ("epochs", epochs), ("batch-size", batch), ("lr", lr))
+
+
+SMOKE = Profile(
+    name="smoke",
+    description="tiny generated data (8 CIFAR-10 images per class at 32x32, 2 epochs): checks the pipeline only",
+    device="cpu", jobs=2, threads=1, generated_data=True, report="RESULTS-smoke.md",
+    datasets=(DatasetPlan("cifar10", _budget(None, 32, 2, 16), seeds=(0, 1), concat_epochs=1, concat_seeds=(0,),
+                          ablation=("1.5,2.5",), ablation_seeds=(0,), confusion=("plain", "spectral"),
+                          eval_note="its test split (80 images)"),),
+    gan=GanPlan(modes=("plain",), flags=(("image-size", 16), ("ngf", 8), ("ndf", 8), ("nz", 8), ("batch-size", 8),
+                                         ("holdout", 8), ("max-steps", 2), ("epochs", 1)),
+                test_flags=(("n-real", 8), ("spectrum-bands", 2), ("n-show", 4))),
+    images_per_s=((32, 1000),),
+)
+
+# Batch 128, Adam lr 1e-3, two runs at once with one thread each, chosen from results/throughput_cpu.json
+# (python -m experiments.throughput; best of two tries, images/s of the whole machine):
+#   32x32: batch 20 280 (1 process x 2 threads) / 397 (2 x 1); 128: 1,024 / 1,075; 256: 1,131 / 1,205
+#   64x64: batch 128 328 / 277; 256: 291 / 313
+# Batch 128 is within ~12% of 256 at 32x32 and as fast at 64x64, with twice the optimiser steps per
+# epoch (Flowers102 would get 23 steps an epoch at 256). Two 1-thread runs match one 2-thread run and
+# keep their speed when other work takes a core, where a 2-thread OpenMP team collapses (tries of
+# 30-45 images/s). Adam keeps the dissertation's lr 1e-3, the usual Adam default at batch 128 too:
+# Adam normalises its steps per parameter, so the linear scaling rule of SGD does not carry over.
+SCALE = Profile(
+    name="scale",
+    description=(
+        "the dissertation's data scale on a 2-core CPU: CIFAR-10 25,000 training images at 32x32 for 20 epochs, "
+        "tested on the full 10,000-image test split; Imagenette 9,000 images for 15 epochs and Flowers102 6,000 "
+        "images of its official 'test' split for 30 epochs, both at 64x64 (the dissertation: 256x256), tested on "
+        "their full evaluation splits. Gray images, ResNet-18 with the MLP head, Adam at lr 1e-3 as the "
+        "dissertation, but batch 128 instead of 20: on this CPU batch 20 trains 2.7-3.7x fewer images per second "
+        "(results/throughput_cpu.json). Two runs at once, one thread each"),
+    device="cpu", jobs=2, threads=1, readme=True,
+    datasets=(
+        DatasetPlan("cifar10", _budget(25_000, 32, 20, 128), seeds=(0, 1, 2), extra_seeds=(3, 4),
+                    concat_epochs=10, concat_seeds=(0, 1, 2), ablation=("1.5,2.5", "0.0,1.0"),
+                    ablation_seeds=(0, 1, 2), confusion=("plain", "spectral"),
+                    eval_note="the full test split, 10,000 images"),
+        DatasetPlan("imagenette", _budget(9_000, 64, 15, 128), seeds=(0, 1, 2), concat_epochs=15,
+                    concat_seeds=(0, 1, 2), confusion=("plain", "spectral"),
+                    eval_note="the full val split, 3,925 images"),
+        DatasetPlan("flowers102", _budget(6_000, 64, 30, 128), seeds=(0, 1, 2), concat_epochs=30,
+                    concat_seeds=(0, 1, 2), confusion=("plain", "spectral"),
+                    eval_note="the official 'train' split, 1,020 images (training uses the official 'test' split)"),
+    ),
+    gan=None,
+    images_per_s=((32, 1075), (64, 300)),
+)
+
+PAPER = Profile(
+    name="paper",
+    description=(
+        "the dissertation's exact settings on one GPU: batch 20, Adam lr 1e-3, CIFAR-10 25,000 images at 32x32 "
+        "for 20 epochs, Imagenette 9,000 images for 15 epochs and Flowers102 6,000 images for 30 epochs at "
+        "256x256, full evaluation splits; six runs share the GPU at once (batch 20 leaves it mostly idle)"),
+    device="cuda", jobs=6, threads=2, report="RESULTS-paper.md",
+    datasets=(
+        DatasetPlan("cifar10", _budget(25_000, 32, 20, 20), seeds=(0, 1, 2), extra_seeds=(3, 4),
+                    concat_epochs=10, concat_seeds=(0, 1, 2), ablation=("1.5,2.5", "0.0,1.0"),
+                    ablation_seeds=(0, 1, 2), confusion=("plain", "spectral"),
+                    eval_note="the full test split, 10,000 images"),
+        DatasetPlan("imagenette", _budget(9_000, 256, 15, 20), seeds=(0, 1, 2), concat_epochs=15,
+                    concat_seeds=(0, 1, 2), confusion=("plain", "spectral"), eval_note="the full val split"),
+        DatasetPlan("flowers102", _budget(6_000, 256, 30, 20), seeds=(0, 1, 2), concat_epochs=30,
+                    concat_seeds=(0, 1, 2), confusion=("plain", "spectral"),
+                    eval_note="the official 'train' split (training uses the official 'test' split)"),
+    ),
+    gan=GanPlan(modes=("plain", "components", "joint"), flags=(("epochs", 5),), test_flags=(("n-real", 1000),)),
+)
+
+PROFILES = {p.name: p for p in (SMOKE, SCALE, PAPER)}

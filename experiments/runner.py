@@ -1,0 +1,208 @@
+"""Run the jobs the ledger lacks, ``--jobs`` at a time, and record each in the ledger when it finishes.
+
+Work folders (checkpoints, logs, caches) live in the git-ignored ``--work-dir``
+(``runs/sweep-<profile>``): ``<job id>/<step>/`` per script run and ``cache/`` shared by all jobs
+(decoded images, spectral bands). A job interrupted half-way continues: a step that finished is
+not run again, a step that left a checkpoint continues with ``--resume``. A work folder made by
+other code or settings than the job's now is deleted first, so no result mixes code versions.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from cli import UserError
+from io_utils import git_state, read_json, write_json
+
+from . import ledger
+from .fingerprint import fingerprint
+from .plan import REPO, Job, command
+from .profiles import Profile
+
+__all__ = ["Context", "prepare_data", "sha256", "machine", "run_job", "sweep", "estimate_seconds", "JobFailed"]
+
+SMOKE_SIZES = {"cifar10": 8, "imagenette": 6, "flowers102": 1, "celeba": 24}
+
+
+class JobFailed(Exception):
+    """A script of the job exited with an error; the message names the step and its log."""
+
+
+@dataclass
+class Context:
+    profile: Profile
+    work: Path
+    ledger: Path
+    data: dict                              # dataset -> archive
+    jobs: int
+    threads: Optional[int]
+    commit: bool = False
+    log: Callable = print
+    data_sha: dict = field(default_factory=dict)
+
+    def cache(self) -> Path:
+        return self.work / "cache"
+
+
+def prepare_data(profile: Profile, names, data_root: Path, work: Path) -> dict:
+    """The archive of each dataset: ``<data_root>/<name>.zip``, or for ``smoke`` a tiny generated one."""
+    out = {}
+    for name in names:
+        if profile.generated_data:
+            import data
+            path = work / "data" / f"{name}.zip"
+            if not path.exists():
+                data.make_test_dataset(name, path, n_per_class=SMOKE_SIZES[name], image_size=32)
+        else:
+            path = Path(data_root) / f"{name}.zip"
+            if not path.is_file():
+                raise UserError(f"{path}: not found; pass --data-root the folder that holds {name}.zip "
+                                f"(e.g. ../shared/data)")
+        out[name] = path
+    return out
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def machine(device: str) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    out = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "gpu": None}
+    if device.startswith("cuda"):
+        import torch
+        out["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return out
+
+
+def _utc() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ------------------------------------------------------------------------------------- one job
+
+def _job_folder(job: Job, ctx: Context, fp: str) -> Path:
+    """The job's work folder; one left by other code or settings is cleared (its checkpoints would mix them)."""
+    folder = ctx.work / job.id
+    want = {"spec": job.spec(), "fingerprint": fp}
+    have = read_json(folder / "job.json")
+    if have is not None and have != want:
+        ctx.log(f"clear {job.id}: its work folder was made by other code or settings")
+        shutil.rmtree(folder)
+    write_json(folder / "job.json", want)
+    return folder
+
+
+def _run_step(job: Job, step, ctx: Context, folder: Path) -> dict:
+    """Run one script (unless it already finished here); returns its record (command, times) for run.json."""
+    argv = command(job, step, data=ctx.data.get(job.dataset, ""), work=ctx.work, cache=ctx.cache(),
+                   device=ctx.profile.device)
+    out = folder / step.name
+    done = read_json(out / "done.json")
+    if done is not None and done.get("argv") == argv:
+        return done["record"]
+    resumed = step.resumable and (out / "checkpoint.pt").is_file()
+    run_argv = argv + (["--resume"] if resumed else [])
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if ctx.threads:
+        # torch reads these at start-up: one thread per job keeps parallel jobs from fighting over cores.
+        env.update(OMP_NUM_THREADS=str(ctx.threads), MKL_NUM_THREADS=str(ctx.threads))
+    out.mkdir(parents=True, exist_ok=True)
+    started, t0 = _utc(), time.perf_counter()
+    with open(out / "log.txt", "a") as f:
+        f.write("$ python " + " ".join(run_argv) + "\n")
+        f.flush()
+        rc = subprocess.run([sys.executable, *run_argv], cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        raise JobFailed(f"{job.id}: {step.script} exited with {rc}: {_last_line(out / 'log.txt')} "
+                        f"(log: {os.path.relpath(out / 'log.txt', REPO)})")
+    # The times are the last attempt's: a resumed step does not count the part before the interruption.
+    rec = {"command": ["python", *run_argv], "started": started, "finished": _utc(),
+           "seconds": round(time.perf_counter() - t0, 1), "resumed": resumed}
+    write_json(out / "done.json", {"argv": argv, "record": rec})
+    return rec
+
+
+def _last_line(path: Path) -> str:
+    lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def run_job(job: Job, ctx: Context) -> dict:
+    """Run a job's steps in its work folder; returns its run.json (raises :class:`JobFailed`)."""
+    fp, files = fingerprint(job.scripts)
+    folder = _job_folder(job, ctx, fp)
+    steps = [_run_step(job, step, ctx, folder) for step in job.steps]
+    data = ctx.data.get(job.dataset)
+    return {"id": job.id, "profile": ctx.profile.name, "dataset": job.dataset, "table": job.table,
+            "condition": job.condition, "seed": job.seed, "gains": job.gains, "spec": job.spec(),
+            "fingerprint": fp, "code": files,
+            "data": {"name": Path(data).name if data else None, "sha256": ctx.data_sha.get(job.dataset)},
+            "steps": steps, "layout": {"jobs": ctx.jobs, "threads": ctx.threads, "device": ctx.profile.device},
+            "machine": machine(ctx.profile.device), "git": git_state(*files),
+            "started": min(r["started"] for r in steps), "finished": max(r["finished"] for r in steps),
+            "seconds": round(sum(r["seconds"] for r in steps), 1)}
+
+
+# ---------------------------------------------------------------------------------- the sweep
+
+def _finish(job: Job, fut, ctx: Context) -> bool:
+    try:
+        run = fut.result()
+    except JobFailed as e:
+        ctx.log(f"FAILED {e}")
+        return False
+    entry = ledger.record(ctx.ledger, ctx.profile.name, job, ctx.work / job.id, run)
+    if ctx.commit:
+        ledger.commit(entry, f"results/runs: {ctx.profile.name} {job.id} ({run['seconds'] / 60:.1f} min, "
+                             f"{run['machine']['cpu']}, {ctx.jobs} jobs x {ctx.threads or 'default'} threads)")
+    ctx.log(f"done   {job.id} ({run['seconds']:.0f} s) -> {os.path.relpath(entry, REPO)}")
+    return True
+
+
+def sweep(jobs: list, ctx: Context) -> int:
+    """Run ``jobs`` in order, ``ctx.jobs`` at a time; returns how many failed."""
+    todo, running, failed, n_done = list(jobs), {}, 0, 0
+    with ThreadPoolExecutor(max(1, ctx.jobs)) as pool:
+        while todo or running:
+            while todo and len(running) < max(1, ctx.jobs):
+                job = todo.pop(0)
+                ctx.log(f"start  {job.id}")
+                running[pool.submit(run_job, job, ctx)] = job
+            finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in finished:
+                ok = _finish(running.pop(fut), fut, ctx)
+                n_done, failed = n_done + ok, failed + (not ok)
+            ctx.log(f"{n_done} done, {failed} failed, {len(todo) + len(running)} to go")
+    return failed
+
+
+def estimate_seconds(job: Job, profile: Profile) -> Optional[float]:
+    """Rough seconds of a training job on the profile's machine: images trained / images per second,
+    plus a tenth for evaluation and caches (None when the profile has no measured rate)."""
+    rates = dict(profile.images_per_s)
+    flags = dict(job.steps[0].flags)
+    if job.table == "gan" or flags.get("subset") is None or flags.get("image-size") not in rates:
+        return None
+    images = flags["subset"] * flags["epochs"] * (2 if flags.get("spectral-mode") == "concat" else 1)
+    return 1.1 * images / rates[flags["image-size"]]

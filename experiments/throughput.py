@@ -1,0 +1,177 @@
+"""Training throughput of the dissertation's classifier on this CPU, to choose a profile's batch and layout.
+
+Times the training step that ``training.train_one_epoch`` makes (forward, cross-entropy, backward,
+Adam step) of ResNet-18 with a 1-channel stem and the 256-128 MLP head (``models.make_classifier``)
+on random gray images, for each image size and batch size, in two layouts of a 2-core machine:
+
+* ``1x2``: one process with two torch threads;
+* ``2x1``: two processes at once with one thread each (the sweep's ``--jobs 2 --threads 1``);
+  their images/s are added.
+
+Both processes of ``2x1`` time the same wall-clock window (they start timing at an agreed moment
+after their warm-up), so the sum is a throughput, not two numbers from different loads. Other work
+on the machine lowers every number, and a 2-thread process far more than two 1-thread ones (an
+OpenMP team waits for its slowest thread), so each configuration waits until the cores are idle,
+records how busy they were, and reports the median step as well as the mean.
+
+    python -m experiments.throughput --output results/throughput_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _worker(batch: int, size: int, threads: int, start_at: float, seconds: float) -> dict:
+    import torch
+    import torch.nn.functional as F
+    sys.path.insert(0, str(ROOT))
+    from models import make_classifier
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = make_classifier("resnet18", num_classes=10, in_channels=1, hidden=(256, 128), dropout=0.5)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(batch, 1, size, size) * 2 - 1
+    y = torch.randint(0, 10, (batch,))
+    model.train()
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):
+        step()
+    late = time.time() > start_at
+    while time.time() < start_at:
+        time.sleep(0.01)
+    t0, times = time.perf_counter(), []
+    while time.perf_counter() - t0 < seconds:
+        t = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t)
+    dt = time.perf_counter() - t0
+    # The median step is robust to a burst of other work on the machine; the mean is what a run gets.
+    return {"steps": len(times), "seconds": round(dt, 3), "images_per_s": round(len(times) * batch / dt, 1),
+            "median_step_images_per_s": round(batch / statistics.median(times), 1), "late_start": late}
+
+
+def _busy_fraction(seconds: float = 1.0) -> float:
+    """Share of all cores' time spent outside idle over ``seconds`` (from /proc/stat)."""
+    def read():
+        v = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(v), v[3] + v[4]
+    t0, i0 = read()
+    time.sleep(seconds)
+    t1, i1 = read()
+    return 1 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def wait_until_idle(max_busy: float, timeout: float) -> float:
+    """Wait (up to ``timeout`` s) until other work leaves the cores idle; return the last busy share."""
+    end = time.time() + timeout
+    busy = _busy_fraction()
+    while busy > max_busy and time.time() < end:
+        busy = _busy_fraction(2.0)
+    return busy
+
+
+def measure(batch: int, size: int, layout: str, seconds: float, lead: float) -> dict:
+    """One configuration: start the processes, return their summed images/s."""
+    procs, threads = (1, 2) if layout == "1x2" else (2, 1)
+    start_at = time.time() + lead
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    cmd = [sys.executable, "-m", "experiments.throughput", "--worker", str(batch), str(size), str(threads),
+           repr(start_at), str(seconds)]
+    ps = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(procs)]
+    outs = []
+    for p in ps:
+        out, _ = p.communicate(timeout=120 + seconds)
+        if p.returncode != 0:
+            raise RuntimeError(f"throughput worker failed (exit {p.returncode})")
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    return {"batch": batch, "image_size": size, "layout": layout, "processes": procs, "threads": threads,
+            "images_per_s": round(sum(o["images_per_s"] for o in outs), 1),
+            "median_step_images_per_s": round(sum(o["median_step_images_per_s"] for o in outs), 1),
+            "per_process": outs}
+
+
+def best_of(rows: list) -> list:
+    """Per configuration, the try with the most images/s: other work only ever slows a try down."""
+    best = {}
+    for r in rows:
+        key = (r["image_size"], r["batch"], r["layout"])
+        if key not in best or r["images_per_s"] > best[key]["images_per_s"]:
+            best[key] = r
+    return [{"image_size": k[0], "batch": k[1], "layout": k[2], "images_per_s": v["images_per_s"],
+             "tries": [x["images_per_s"] for x in rows if (x["image_size"], x["batch"], x["layout"]) == k]}
+            for k, v in sorted(best.items())]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--output", default=None, help="JSON file to write (default: print only)")
+    p.add_argument("--configs", default="32:20,32:128,32:256,64:128,64:256",
+                   help="image size:batch pairs (batch 20 is the dissertation's)")
+    p.add_argument("--layouts", default="1x2,2x1")
+    p.add_argument("--seconds", type=float, default=4.0, help="timed window per configuration")
+    p.add_argument("--lead", type=float, default=7.0, help="seconds for start-up and warm-up before timing")
+    p.add_argument("--repeats", type=int, default=2, help="tries per configuration; the best counts")
+    p.add_argument("--max-busy", type=float, default=0.1,
+                   help="before each configuration, wait until other work uses at most this share of the cores")
+    p.add_argument("--wait", type=float, default=120.0, help="longest wait for that, seconds")
+    p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        b, s, t, at, sec = args.worker
+        print(json.dumps(_worker(int(b), int(s), int(t), float(at), float(sec))))
+        return 0
+    import torch
+    rows = []
+    # Repeats go round all configurations, so that a burst of other work spoils one try, not all of one.
+    for rep in range(args.repeats):
+        for size, batch in (map(int, c.split(":")) for c in args.configs.split(",")):
+            for layout in args.layouts.split(","):
+                busy = wait_until_idle(args.max_busy, args.wait)
+                r = measure(batch, size, layout, args.seconds, args.lead)
+                r.update(repeat=rep, busy_before=round(busy, 2))
+                rows.append(r)
+                print(f"{size}x{size} batch {batch} {layout}: {r['images_per_s']:.0f} img/s "
+                      f"(median step {r['median_step_images_per_s']:.0f}; cores {100 * busy:.0f}% busy before)",
+                      flush=True)
+    out = {"what": "ResNet-18 (1-channel stem, 256-128 MLP head) training steps on random gray images, Adam",
+           "command": "python -m experiments.throughput " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "measured": time.strftime("%Y-%m-%d", time.gmtime()),
+           "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
+                       "python": platform.python_version()},
+           "seconds_per_configuration": args.seconds, "best": best_of(rows), "results": rows}
+    if args.output:
+        from io_utils import write_json
+        write_json(args.output, out)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
