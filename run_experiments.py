@@ -92,6 +92,8 @@ def main(args) -> int:
     if jobs_n < 1:
         raise cli.UserError(f"--jobs must be positive, got {jobs_n}")
     ledger_root = Path(args.ledger_dir)
+    if args.commit and not ledger_root.resolve().is_relative_to(ROOT):
+        raise cli.UserError(f"--commit needs the ledger inside this repository, not {args.ledger_dir}")
     jobs = plan.select(plan.plan(profile), args.only)
     if args.only and not jobs:
         raise cli.UserError(f"--only {' '.join(args.only)} matches no job of the {profile.name} profile; "

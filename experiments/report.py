@@ -113,6 +113,9 @@ def _setup(s: Summary) -> list:
             "batches and augmentation; the evaluation images are the same for every run. Δ is the difference "
             f"of mean test accuracy to plain in percentage points with its 95% confidence interval; p is "
             f"Welch's t-test (significant below {ALPHA}).", ""]
+    out += ["How fast the TV engine itself is (`pock.rof`, `pock.spectral` against scikit-image and the "
+            "dissertation's solver) is measured by `bench_pock.py`: see the README's "
+            "[benchmark section](README.md#benchmark-of-the-tv-engine).", ""]
     return out + _throughput_note(s.profile)
 
 

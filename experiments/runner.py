@@ -173,10 +173,14 @@ def _finish(job: Job, fut, ctx: Context) -> bool:
         ctx.log(f"FAILED {e}")
         return False
     entry = ledger.record(ctx.ledger, ctx.profile.name, job, ctx.work / job.id, run)
-    if ctx.commit:
-        ledger.commit(entry, f"results/runs: {ctx.profile.name} {job.id} ({run['seconds'] / 60:.1f} min, "
-                             f"{run['machine']['cpu']}, {ctx.jobs} jobs x {ctx.threads or 'default'} threads)")
     ctx.log(f"done   {job.id} ({run['seconds']:.0f} s) -> {os.path.relpath(entry, REPO)}")
+    if ctx.commit:
+        try:
+            ledger.commit(entry, f"results/runs: {ctx.profile.name} {job.id} ({run['seconds'] / 60:.1f} min, "
+                                 f"{run['machine']['cpu']}, {ctx.jobs} jobs x {ctx.threads or 'default'} threads)")
+        except RuntimeError as e:
+            ctx.log(f"FAILED to commit the entry ({e}); it is recorded: commit {os.path.relpath(entry, REPO)} by hand")
+            return False
     return True
 
 
