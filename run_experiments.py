@@ -68,8 +68,9 @@ def _logger(path: Path):
 
 
 def dry_run(profile, jobs, states) -> None:
-    """The plan, one line per job: status, estimated time, id, first command's flags."""
+    """The plan, one line per job: status, estimated minutes of the whole machine, id, first command's flags."""
     total = {}
+    print(f"{'status':<16} {'machine':>9}  {'job':<32} first script and its flags")
     for job in jobs:
         st, why = states[job.id]
         est = runner.estimate_seconds(job, profile)
@@ -81,7 +82,8 @@ def dry_run(profile, jobs, states) -> None:
     counts = {s: sum(1 for v, _ in states.values() if v == s) for s in ("done", "pending", "stale")}
     print(f"\n{len(jobs)} jobs: {counts['done']} done, {counts['pending']} pending, {counts['stale']} stale")
     if total:
-        print("estimated machine time left, by dataset (images trained / the profile's measured images/s, +10%): "
+        print("estimated wall time left, by dataset (images to train / the profile's measured images/s of the whole "
+              "machine, +10%): "
               + ", ".join(f"{k} {v / 3600:.1f} h" for k, v in total.items())
               + f"; all {sum(total.values()) / 3600:.1f} h")
 

@@ -134,7 +134,11 @@ SCALE = Profile(
                     concat_seeds=(0, 1, 2), confusion=("plain", "spectral"),
                     eval_note="the official 'train' split, 1,020 images (training uses the official 'test' split)"),
     ),
-    gan=None,
+    # Last in the sweep, minutes on this CPU: the three GAN modes at equal generator updates (32 px).
+    gan=GanPlan(modes=("plain", "components", "joint"),
+                flags=(("image-size", 32), ("ngf", 32), ("ndf", 32), ("batch-size", 64), ("holdout", 1000),
+                       ("subset", 4000), ("max-steps", 3000), ("epochs", 60)),
+                test_flags=(("n-real", 1000),)),
     images_per_s=((32, 1075), (64, 300)),
 )
 

@@ -125,9 +125,9 @@ def _provenance(s: Summary) -> list:
     out = ["## Provenance", ""]
     out.append("- machines: " + "; ".join(s.machines) + "; " + "; ".join(s.layouts))
     out.append("- data: " + ", ".join(f"`{n}` (sha256 `{h}`)" for n, h in s.data))
-    out.append("- code: every run in the tables executed the code of this commit, judged by the fingerprint of the "
-               "files it runs (their syntax, without comments and docstrings: `experiments/fingerprint.py`); the runs "
-               "started from commits " + " to ".join(f"`{c[:10]}`" for c in s.commits))
+    out.append("- code: every run in the tables executed the code as it is now: the fingerprint of the files it ran "
+               "(their syntax without comments and docstrings, `experiments/fingerprint.py`) matches them; the runs "
+               "started from commit " + " to ".join(f"`{c[:10]}`" for c in s.commits))
     out.append(f"- sweep time: {_duration(s.wall_seconds)} of wall-clock time with at least one run going "
                f"(runs' own times add up to {_duration(sum(r.seconds for r in s.runs if r.status == 'current'))})")
     return out + [""]
@@ -246,15 +246,14 @@ def answer(d: DatasetSummary) -> str:
     """The answer for one dataset in one sentence, from the numbers."""
     c, ctl = d.spectral, d.control
     if c is None:
-        return f"{d.title}: no answer yet (spectral and plain need two finished seeds each)."
+        return "no answer yet (spectral and plain need two finished seeds each)."
     numbers = (f"spectral augmentation changes test accuracy by {100 * c.diff:+.1f} points "
                f"(95% CI [{100 * c.low:+.1f}, {100 * c.high:+.1f}], Welch p = {_p(c.p)})")
     if ctl is None or not (ctl.significant and ctl.diff > 0):
-        return f"{d.title}: {numbers}, but crop+flip shows no significant gain at this budget, so it cannot tell."
+        return f"{numbers}, but crop+flip shows no significant gain at this budget, so it cannot tell."
     if c.significant:
-        return f"{d.title}: {numbers}: it {'helps' if c.diff > 0 else 'hurts'}, at a budget where crop+flip helps."
-    return (f"{d.title}: {numbers}: no detectable effect, at a budget where crop+flip does help "
-            f"({100 * ctl.diff:+.1f} points).")
+        return f"{numbers}: it {'helps' if c.diff > 0 else 'hurts'}, at a budget where crop+flip helps."
+    return f"{numbers}: no detectable effect, at a budget where crop+flip does help ({100 * ctl.diff:+.1f} points)."
 
 
 def _closing(s: Summary) -> list:
@@ -266,7 +265,7 @@ def _closing(s: Summary) -> list:
     return ["## Closing note", "",
             f"The current runs took {_duration(s.wall_seconds)} of wall-clock time ({s.counts['done']} of "
             f"{s.planned} jobs). Training images/s per run (plain, mean over seeds): {rates}.", ""] + \
-        [f"- {answer(d)}" for d in done] + [""]
+        [f"- {d.title}: {answer(d)}" for d in done] + [""]
 
 
 def render(s: Summary, figs: dict) -> str:
@@ -294,7 +293,8 @@ def readme_block(s: Summary) -> str:
             continue
         cells = ", ".join(f"{r.label} {_pm(r.acc)}%" + (f" (Δ {100 * r.vs_plain.diff:+.1f}, p = {_p(r.vs_plain.p)})"
                                                         if r.vs_plain else "") for r in d.main)
-        lines.append(f"- {d.title} ({_flags(d)['image-size']} px, {d.main[0].acc.n} seeds): {cells}. {answer(d)}")
+        lines.append(f"- {d.title} ({_flags(d)['image-size']} px, {d.main[0].acc.n} seeds): {cells}. "
+                     f"{answer(d)[0].upper()}{answer(d)[1:]}")
     return "\n".join(lines + ["", f"Details, curves, the dissertation's budgets and the ablation: [{report}]({report})."])
 
 

@@ -153,7 +153,7 @@ def _curves(rows: tuple) -> dict:
 
 
 def _dataset(ds: DatasetPlan, runs: list, statuses: list) -> DatasetSummary:
-    cur = [r for r in runs if r.dataset == ds.name and r.status == "current"]
+    cur = [r for r in runs if r.dataset == ds.name and r.status == "current" and r.test_acc is not None]
     plain = [r for r in cur if r.table == "main" and r.condition == "plain"]
     main = tuple(_row(c, LABELS[c], [r for r in cur if r.table == "main" and r.condition == c], plain)
                  for c in CONDITIONS if any(r.table == "main" and r.condition == c for r in cur))
@@ -185,7 +185,9 @@ def _wall_seconds(runs: list) -> float:
 
 
 def _layout(lay: dict) -> str:
-    return f"{lay.get('jobs')} runs at once × {lay.get('threads') or 'default'} threads on {lay.get('device')}"
+    threads = lay.get("threads")
+    return (f"{lay.get('jobs')} runs at once × {threads or 'default'} thread{'' if threads == 1 else 's'} "
+            f"on {lay.get('device')}")
 
 
 def _commit_range(runs: list) -> tuple:
