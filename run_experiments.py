@@ -6,7 +6,8 @@ own concat budget and, for CIFAR-10, a gain ablation (``experiments/profiles.py`
 job's small files go to the ledger ``results/runs/<profile>/<job>/`` (``--commit`` commits each
 entry as it lands), and jobs found there are skipped, so a sweep continues from any clone that has
 the ledger. ``RESULTS.md``, its figures and the README results block are rebuilt from the ledger
-alone; ``--report-only`` does only that.
+alone; ``--report-only`` does only that. The ``smoke`` profile keeps its ledger and report in its
+work folder (``runs/sweep-smoke``), away from the committed files.
 
     python run_experiments.py --profile scale --dry-run        # the plan: done / pending / stale
     python run_experiments.py --profile scale --commit         # run what is missing, commit each run
@@ -42,9 +43,11 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="folder holding cifar10.zip, imagenette.zip, flowers102.zip, celeba.zip")
     p.add_argument("--work-dir", default=None,
                    help="checkpoints, logs and caches (git-ignored); None: runs/sweep-<profile>")
-    p.add_argument("--ledger-dir", default=str(ledger.DEFAULT_ROOT), help="the committed run ledger")
-    p.add_argument("--report-dir", default=str(ROOT),
-                   help="where the report, its figures (results/<profile>/) and README.md are written")
+    p.add_argument("--ledger-dir", default=None,
+                   help="the run ledger; None: results/runs (smoke: <work-dir>/ledger, never the committed one)")
+    p.add_argument("--report-dir", default=None,
+                   help="where the report, its figures (results/<profile>/) and README.md's block are written; "
+                        "None: this repository (smoke: <work-dir>/report)")
     p.add_argument("--only", action="append", default=[], metavar="PATTERN",
                    help="only the jobs matching: a job id or its start (cifar10, cifar10/plain) or a shell pattern "
                         "(*/cropflip/*); repeat for several")
@@ -88,8 +91,17 @@ def dry_run(profile, jobs, states) -> None:
               + f"; all {sum(total.values()) / 3600:.1f} h")
 
 
+def _defaults(args, profile) -> None:
+    """Work, ledger and report folders; the smoke profile keeps all three out of the committed files."""
+    args.work_dir = Path(args.work_dir or ROOT / "runs" / f"sweep-{profile.name}").resolve()
+    scratch = profile.generated_data
+    args.ledger_dir = Path(args.ledger_dir or (args.work_dir / "ledger" if scratch else ledger.DEFAULT_ROOT))
+    args.report_dir = Path(args.report_dir or (args.work_dir / "report" if scratch else ROOT))
+
+
 def main(args) -> int:
     profile = PROFILES[args.profile]
+    _defaults(args, profile)
     jobs_n = args.jobs if args.jobs is not None else profile.jobs
     if jobs_n < 1:
         raise cli.UserError(f"--jobs must be positive, got {jobs_n}")
@@ -108,13 +120,13 @@ def main(args) -> int:
         failed = _sweep(args, profile, jobs, states, jobs_n)
     else:
         failed = 0
-    written = report.write(summary.summarize(profile, ledger_root), Path(args.report_dir))
-    print("wrote " + ", ".join(written))
+    written = report.write(summary.summarize(profile, ledger_root), args.report_dir)
+    print("wrote " + ", ".join(os.path.relpath(args.report_dir / w) for w in written))
     return 1 if failed else 0
 
 
 def _sweep(args, profile, jobs, states, jobs_n) -> int:
-    work = Path(args.work_dir or ROOT / "runs" / f"sweep-{profile.name}").resolve()
+    work = args.work_dir
     todo = [j for j in jobs if states[j.id][0] != "done"]
     names = sorted({j.dataset for j in todo})
     data = runner.prepare_data(profile, names, Path(args.data_root), work)

@@ -1,6 +1,7 @@
 """run_experiments.py and experiments/: the plan, staleness, the ledger, the statistics and the report.
 
-The report is checked on a small committed ledger (``tests/ledger``, a real ``smoke`` sweep);
+The report is checked on a small committed ledger (``tests/ledger``, a real ``smoke`` sweep, remade by
+``rm -rf tests/ledger runs/sweep-smoke && python run_experiments.py --profile smoke --ledger-dir tests/ledger``);
 the runner's skip/resume/redo logic on a toy script (no torch, fast); the smoke profile end to end
 on two of its jobs.
 """
