@@ -229,8 +229,9 @@ def machine() -> dict:
     except (OSError, StopIteration):
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    # Other work on the machine slows every timing: the load average says how quiet it was.
     return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "load_average_at_start": round(os.getloadavg()[0], 2)}
 
 
 def measure(args) -> dict:
