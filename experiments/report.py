@@ -16,7 +16,7 @@ from . import figures
 from .plan import REPO
 from .profiles import LABELS, MAIN_GAINS
 from .stats import ALPHA, Comparison, Spread
-from .summary import DatasetSummary, Row, Summary
+from .summary import DatasetSummary, Summary
 
 __all__ = ["README_START", "README_END", "write", "render", "readme_block", "update_readme"]
 
