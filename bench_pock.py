@@ -25,7 +25,6 @@ times ``pock.spectral`` at several batch sizes.
 import argparse
 import math
 import os
-import platform
 import re
 import time
 import warnings
@@ -221,19 +220,6 @@ def bench_batches(data_dir, batches, device, seed) -> list:
     return rows
 
 
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    # Other work on the machine slows every timing: the load average says how quiet it was.
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "torch": torch.__version__,
-            "python": platform.python_version(), "load_average_at_start": round(os.getloadavg()[0], 2)}
-
-
 def measure(args) -> dict:
     device = torch.device(args.device)
     threads_list = [int(t) for t in args.threads.split(",")] if device.type == "cpu" else [torch.get_num_threads()]
@@ -243,7 +229,9 @@ def measure(args) -> dict:
     if unknown:
         raise cli.UserError(f"--sizes: no image counts for {unknown}; choose from {sorted(counts)}")
     torch.manual_seed(args.seed)
-    report = {"machine": machine(), "device": str(device), "lam": 7.0, "N": 5, "spectral_tol": pock.SPECTRAL_TOL,
+    # Other work on the machine slows every timing: the load average says how quiet it was.
+    report = {"machine": io_utils.machine(args.device) | {"load_average_at_start": round(os.getloadavg()[0], 2)},
+              "device": str(device), "lam": 7.0, "N": 5, "spectral_tol": pock.SPECTRAL_TOL,
               "data": {str(s): "{} ({} split), gray {}x{}, [-1, 1]".format(*SOURCES[s], s, s) for s in sizes},
               "counts": {str(s): dict(zip(("pock", "reference", "dissertation"), counts[s])) for s in sizes},
               "rof": [], "spectral": [], "batches": []}

@@ -519,6 +519,7 @@ def make_test_dataset(kind: str, dest, *, n_per_class: int, image_size: int) -> 
     def write(tmp):
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as z:
             for p, b in entries:
-                z.writestr(p, b)
+                # a fixed timestamp: the same zip, byte for byte, on every build
+                z.writestr(zipfile.ZipInfo(p, date_time=(2020, 1, 1, 0, 0, 0)), b)
     atomic_write(dest, write)
     return dest

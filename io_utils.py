@@ -10,13 +10,14 @@ from __future__ import annotations
 import io
 import json
 import os
+import platform
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "write_json", "write_jsonl",
-           "read_json", "save_figure", "git_state"]
+           "read_json", "save_figure", "git_state", "machine"]
 
 ROOT = Path(__file__).resolve().parent
 
@@ -87,3 +88,17 @@ def git_state(*paths) -> dict:
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit or None, "dirty": bool(changed) if commit else None}
+
+
+def machine(device: str = "cpu") -> dict:
+    """What results were measured on: CPU model and cores, Python, torch, and the GPU for a CUDA device."""
+    import torch
+    cpu = platform.processor() or platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name(0) if str(device).startswith("cuda") and torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "gpu": gpu}

@@ -272,13 +272,6 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_c
             "n": total}
 
 
-# ------------------------------------------------------------------------------------ files
-
-def write_json(obj, path) -> None:
-    """Old argument order, kept only until bench_pock.py and run_experiments.py use :func:`io_utils.write_json`."""
-    io_utils.write_json(path, obj)
-
-
 # ------------------------------------------------------------------------------------- figures
 
 def plot_curves(records: list, path: Path, title: str = "") -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from cli import UserError
+import io_utils
 from io_utils import git_state, read_json, write_json
 
 from . import ledger
@@ -30,7 +30,7 @@ from .fingerprint import fingerprint
 from .plan import REPO, Job, command
 from .profiles import Profile
 
-__all__ = ["Context", "prepare_data", "sha256", "machine", "run_job", "sweep", "estimate_seconds", "JobFailed"]
+__all__ = ["Context", "prepare_data", "sha256", "run_job", "sweep", "estimate_seconds", "JobFailed"]
 
 SMOKE_SIZES = {"cifar10": 8, "imagenette": 6, "flowers102": 1, "celeba": 24}
 
@@ -79,20 +79,6 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def machine(device: str) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    out = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "gpu": None}
-    if device.startswith("cuda"):
-        import torch
-        out["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return out
 
 
 def _utc() -> str:
@@ -159,7 +145,7 @@ def run_job(job: Job, ctx: Context) -> dict:
             "fingerprint": fp, "code": files,
             "data": {"name": Path(data).name if data else None, "sha256": ctx.data_sha.get(job.dataset)},
             "steps": steps, "layout": {"jobs": ctx.jobs, "threads": ctx.threads, "device": ctx.profile.device},
-            "machine": machine(ctx.profile.device), "git": git_state(*files),
+            "machine": io_utils.machine(ctx.profile.device), "git": git_state(*files),
             "started": min(r["started"] for r in steps), "finished": max(r["finished"] for r in steps),
             "seconds": round(sum(r["seconds"] for r in steps), 1)}
 

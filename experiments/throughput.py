@@ -22,12 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import io_utils
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,7 +138,6 @@ def main(argv=None) -> int:
         b, s, t, at, sec = args.worker
         print(json.dumps(_worker(int(b), int(s), int(t), float(at), float(sec))))
         return 0
-    import torch
     rows = []
     # Repeats go round all configurations, so that a burst of other work spoils one try, not all of one.
     for rep in range(args.repeats):
@@ -153,24 +153,13 @@ def main(argv=None) -> int:
     out = {"what": "ResNet-18 (1-channel stem, 256-128 MLP head) training steps on random gray images, Adam",
            "command": "python -m experiments.throughput " + " ".join(argv if argv is not None else sys.argv[1:]),
            "measured": time.strftime("%Y-%m-%d", time.gmtime()),
-           "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "torch": torch.__version__,
-                       "python": platform.python_version()},
+           "machine": io_utils.machine(),
            "seconds_per_configuration": args.seconds, "best": best_of(rows), "results": rows}
     if args.output:
         from io_utils import write_json
         write_json(args.output, out)
         print(f"wrote {args.output}")
     return 0
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":
