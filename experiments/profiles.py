@@ -90,6 +90,22 @@ def _budget(subset, size, epochs, batch, lr=1e-3) -> tuple:
     return (("subset", subset), ("image-size", size), ("epochs", epochs), ("batch-size", batch), ("lr", lr))
 
 
+def _dissertation_datasets(batch: int, large: int) -> tuple:
+    """The dissertation's image counts and epochs at ``batch``; Imagenette and Flowers102 at ``large`` px."""
+    return (
+        DatasetPlan("cifar10", _budget(25_000, 32, 20, batch), seeds=(0, 1, 2), extra_seeds=(3, 4),
+                    concat_epochs=10, concat_seeds=(0, 1, 2), ablation=("1.5,2.5", "0.0,1.0"),
+                    ablation_seeds=(0, 1, 2), confusion=("plain", "spectral"),
+                    eval_note="the full test split, 10,000 images"),
+        DatasetPlan("imagenette", _budget(9_000, large, 15, batch), seeds=(0, 1, 2), concat_epochs=15,
+                    concat_seeds=(0, 1, 2), confusion=("plain", "spectral"),
+                    eval_note="the full val split, 3,925 images"),
+        DatasetPlan("flowers102", _budget(6_000, large, 30, batch), seeds=(0, 1, 2), concat_epochs=30,
+                    concat_seeds=(0, 1, 2), confusion=("plain", "spectral"),
+                    eval_note="the official 'train' split, 1,020 images (training uses the official 'test' split)"),
+    )
+
+
 SMOKE = Profile(
     name="smoke",
     description="tiny generated data (8 CIFAR-10 images per class at 32x32, 2 epochs): checks the pipeline only",
@@ -122,18 +138,7 @@ SCALE = Profile(
         "dissertation, but batch 128 instead of 20: on this CPU batch 20 trains 2.7-3.7x fewer images per second "
         "(results/throughput_cpu.json). Two runs at once, one thread each"),
     device="cpu", jobs=2, threads=1, readme=True,
-    datasets=(
-        DatasetPlan("cifar10", _budget(25_000, 32, 20, 128), seeds=(0, 1, 2), extra_seeds=(3, 4),
-                    concat_epochs=10, concat_seeds=(0, 1, 2), ablation=("1.5,2.5", "0.0,1.0"),
-                    ablation_seeds=(0, 1, 2), confusion=("plain", "spectral"),
-                    eval_note="the full test split, 10,000 images"),
-        DatasetPlan("imagenette", _budget(9_000, 64, 15, 128), seeds=(0, 1, 2), concat_epochs=15,
-                    concat_seeds=(0, 1, 2), confusion=("plain", "spectral"),
-                    eval_note="the full val split, 3,925 images"),
-        DatasetPlan("flowers102", _budget(6_000, 64, 30, 128), seeds=(0, 1, 2), concat_epochs=30,
-                    concat_seeds=(0, 1, 2), confusion=("plain", "spectral"),
-                    eval_note="the official 'train' split, 1,020 images (training uses the official 'test' split)"),
-    ),
+    datasets=_dissertation_datasets(batch=128, large=64),
     # Last in the sweep, minutes on this CPU: the three GAN modes at equal generator updates (32 px).
     gan=GanPlan(modes=("plain", "components", "joint"),
                 flags=(("image-size", 32), ("ngf", 32), ("ndf", 32), ("batch-size", 64), ("holdout", 1000),
@@ -149,17 +154,7 @@ PAPER = Profile(
         "for 20 epochs, Imagenette 9,000 images for 15 epochs and Flowers102 6,000 images for 30 epochs at "
         "256x256, full evaluation splits; six runs share the GPU at once (batch 20 leaves it mostly idle)"),
     device="cuda", jobs=6, threads=2, report="RESULTS-paper.md",
-    datasets=(
-        DatasetPlan("cifar10", _budget(25_000, 32, 20, 20), seeds=(0, 1, 2), extra_seeds=(3, 4),
-                    concat_epochs=10, concat_seeds=(0, 1, 2), ablation=("1.5,2.5", "0.0,1.0"),
-                    ablation_seeds=(0, 1, 2), confusion=("plain", "spectral"),
-                    eval_note="the full test split, 10,000 images"),
-        DatasetPlan("imagenette", _budget(9_000, 256, 15, 20), seeds=(0, 1, 2), concat_epochs=15,
-                    concat_seeds=(0, 1, 2), confusion=("plain", "spectral"), eval_note="the full val split"),
-        DatasetPlan("flowers102", _budget(6_000, 256, 30, 20), seeds=(0, 1, 2), concat_epochs=30,
-                    concat_seeds=(0, 1, 2), confusion=("plain", "spectral"),
-                    eval_note="the official 'train' split (training uses the official 'test' split)"),
-    ),
+    datasets=_dissertation_datasets(batch=20, large=256),
     gan=GanPlan(modes=("plain", "components", "joint"), flags=(("epochs", 5),), test_flags=(("n-real", 1000),)),
 )
 
