@@ -4,7 +4,9 @@ An entry holds ``run.json`` (written here: the job's spec, the fingerprint of th
 data's name and sha256, the machine, when it ran and the commands, with repository-relative paths)
 and, per step, the files the scripts write that are small and say what happened:
 ``args.json``, ``results.json``, ``metrics.jsonl``, the test scripts' ``metrics.json`` and
-``confusion_matrix.csv``, the GAN's ``losses.jsonl``. Never checkpoints, caches or images.
+``confusion_matrix.csv``, the GAN's ``losses.jsonl``, and one image: ``gan_test.py``'s
+``samples_spectra.png``, since a generator's result is what its samples look like. Never checkpoints,
+caches or other images.
 
 The runner skips a job whose entry is current, so a sweep continues on any clone that has the
 ledger; the report reads nothing else. An entry is *stale* when the code its job executes now has
@@ -26,10 +28,11 @@ from io_utils import read_json, write_json
 from .fingerprint import fingerprint
 from .plan import REPO, Job
 
-__all__ = ["SMALL_FILES", "DEFAULT_ROOT", "Entry", "entry_dir", "read_entry", "status", "record", "commit",
-           "read_all"]
+__all__ = ["SMALL_FILES", "DEFAULT_ROOT", "Entry", "entry_dir", "read_entry", "status", "strip_png_metadata",
+           "record", "commit", "read_all"]
 
-SMALL_FILES = ("args.json", "results.json", "metrics.jsonl", "metrics.json", "confusion_matrix.csv", "losses.jsonl")
+SMALL_FILES = ("args.json", "results.json", "metrics.jsonl", "metrics.json", "confusion_matrix.csv", "losses.jsonl",
+               "samples_spectra.png")
 DEFAULT_ROOT = REPO / "results" / "runs"
 
 
@@ -61,6 +64,26 @@ def status(job: Job, run: Optional[dict]) -> tuple:
     return "done", ""
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_METADATA = {b"tEXt", b"iTXt", b"zTXt", b"tIME"}
+
+
+def strip_png_metadata(data: bytes) -> bytes:
+    """The PNG without its text and time chunks (software version, date): same pixels, same bytes on any machine."""
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ValueError("not a PNG file")
+    out, i = [_PNG_SIGNATURE], len(_PNG_SIGNATURE)
+    while i < len(data):
+        length = int.from_bytes(data[i:i + 4], "big")
+        end = i + 12 + length                    # length, type, data, crc
+        if end > len(data):
+            raise ValueError("truncated PNG file")
+        if data[i + 4:i + 8] not in _PNG_METADATA:
+            out.append(data[i:end])
+        i = end
+    return b"".join(out)
+
+
 def record(root: Path, profile: str, job: Job, work_job: Path, run: dict) -> Path:
     """Copy the small files of a finished job from its work folder into its (new) ledger entry."""
     dest = entry_dir(root, profile, job.id)
@@ -72,7 +95,10 @@ def record(root: Path, profile: str, job: Job, work_job: Path, run: dict) -> Pat
             src = Path(work_job) / step.name / name
             if src.is_file():
                 (tmp / step.name).mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, tmp / step.name / name)
+                if name.endswith(".png"):
+                    (tmp / step.name / name).write_bytes(strip_png_metadata(src.read_bytes()))
+                else:
+                    shutil.copyfile(src, tmp / step.name / name)
     write_json(tmp / "run.json", run)
     if dest.exists():
         shutil.rmtree(dest)

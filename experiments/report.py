@@ -7,6 +7,7 @@ fixed order; ``python run_experiments.py --report-only`` on a fresh clone writes
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -213,18 +214,47 @@ def _dataset(d: DatasetSummary, figs: dict) -> list:
     return out + _ablation(d, figs.get("ablation"))
 
 
-def _gan(s: Summary) -> list:
+def gan_answer(g: dict) -> str:
+    """The GAN result in one sentence: the spectral modes' sliced Wasserstein distance against plain's."""
+    runs = {k: v for k, v in g["results"].items() if v.get("mode") != "real"}
+    swd = {k: v["swd_x1e3"]["avg"] for k, v in runs.items()}
+    real = next((v["swd_x1e3"]["avg"] for v in g["results"].values() if v.get("mode") == "real"), None)
+    numbers = ", ".join(f"{k} {v:.1f}" for k, v in swd.items())
+    floor = f"; real training faces score {real:.1f}" if real is not None else ""
+    if "plain" not in swd or len(swd) < 2:
+        return f"sliced Wasserstein distance ×1e3 to held-out faces: {numbers}{floor}."
+    best = min((k for k in swd if k != "plain"), key=swd.get)
+    verdict = ("generating in the spectral domain does not beat the plain DCGAN" if swd[best] >= swd["plain"] else
+               f"the {best} mode comes closer to real faces than the plain DCGAN")
+    return (f"sliced Wasserstein distance ×1e3 to held-out faces (lower is better) {numbers}{floor}: {verdict} "
+            f"at equal generator updates (one seed each, so no significance test).")
+
+
+def _gan(s: Summary, figure: Optional[str] = None) -> list:
     if s.gan is None:
         return []
     import gan_lib
     g = s.gan
     with_fid = g.get("fid_kid") == "computed"
     flags = " ".join(f"--{f} {v}" for f, v in s.profile.gan.flags)
-    return ["## GAN on faces (gan.py, gan_test.py)", "",
-            f"DCGANs trained by `gan.py {flags}` on CelebA faces, one run per mode (one seed, so no significance "
-            f"test), measured by `gan_test.py` against {g['n_real']} held-out faces: sliced Wasserstein distance "
-            f"×1e3 (lower is better) and the relative L1 distance of the mean TV spectrum to the real faces'. "
-            f"FID/KID: {g.get('fid_kid')}.", "", gan_lib.markdown_table(g["results"], with_fid=with_fid), ""]
+    out = ["## GAN on faces (gan.py, gan_test.py)", "",
+           f"DCGANs trained by `gan.py {flags}` on CelebA faces, one run per mode (one seed, so no significance "
+           f"test), measured by `gan_test.py` against {g['n_real']} held-out faces: sliced Wasserstein distance "
+           f"×1e3 (lower is better) and the relative L1 distance of the mean TV spectrum to the real faces'. "
+           f"FID/KID: {g.get('fid_kid')}.", "", gan_lib.markdown_table(g["results"], with_fid=with_fid), ""]
+    order = dict(s.profile.gan.flags).get("stage-order", "dissertation")
+    if "components" in s.profile.gan.modes:
+        out += [f"`components` is the dissertation's scheme, trained in {order} stage order: its recombination "
+                "telescopes to the u_0 generator's sample, so that is the image evaluated"
+                + (", a DCGAN that got 1/(N+1) of the updates (u_0 is trained first)" if order == "dissertation"
+                   else "") +
+                "; `joint` generates the bands and the residual as channels and sums them, an exact "
+                "reconstruction ([docs/gan.md](docs/gan.md)).", ""]
+    if figure:
+        out += [f"![GAN samples and mean TV spectra]({figure})", "",
+                "Samples of each mode beside real faces, and the mean TV spectrum S(t) of each set "
+                "(`gan_test.py`'s figure, kept in the ledger).", ""]
+    return out + [f"In one sentence: {gan_answer(g)}", ""]
 
 
 def _stale(s: Summary) -> list:
@@ -265,7 +295,8 @@ def _closing(s: Summary) -> list:
     return ["## Closing note", "",
             f"The current runs took {_duration(s.wall_seconds)} of wall-clock time ({s.counts['done']} of "
             f"{s.planned} jobs). Training images/s per run (plain, mean over seeds): {rates}.", ""] + \
-        [f"- {d.title}: {answer(d)}" for d in done] + [""]
+        [f"- {d.title}: {answer(d)}" for d in done] + \
+        ([f"- GAN on CelebA faces: {gan_answer(s.gan)}"] if s.gan is not None else []) + [""]
 
 
 def render(s: Summary, figs: dict) -> str:
@@ -276,7 +307,7 @@ def render(s: Summary, figs: dict) -> str:
     lines += _setup(s) + _provenance(s)
     for d in s.datasets:
         lines += _dataset(d, {k: v for (ds, k), v in figs.items() if ds == d.name})
-    lines += _gan(s) + _stale(s) + _closing(s)
+    lines += _gan(s, figs.get((None, "gan"))) + _stale(s) + _closing(s)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -329,8 +360,11 @@ def write(s: Summary, out_dir: Path) -> list:
     out_dir = Path(out_dir)
     rel = f"results/{s.profile.name}"
     figs = _figures(s, out_dir / rel, rel)
+    if s.gan_figure is not None:
+        # linked where the ledger keeps it rather than copied: the image is a run's output, not drawn here
+        figs[(None, "gan")] = Path(os.path.relpath(s.gan_figure, out_dir)).as_posix()
     atomic_write_text(out_dir / s.profile.report, render(s, figs))
-    written = [s.profile.report] + sorted(set(figs.values()))
+    written = [s.profile.report] + sorted({v for k, v in figs.items() if k != (None, "gan")})
     if s.profile.readme and update_readme(out_dir / "README.md", readme_block(s)):
         written.append("README.md")
     return written

@@ -88,6 +88,7 @@ class Summary:
     runs: tuple                        # every RunRecord, in plan order
     gan: Optional[dict] = None         # gan_test.py's metrics.json of a current GAN job
     gan_run: Optional[RunRecord] = None
+    gan_figure: Optional[Path] = None  # gan_test.py's samples_spectra.png in that job's ledger entry
     wall_seconds: float = 0.0
     machines: tuple = ()
     data: tuple = ()
@@ -208,7 +209,9 @@ def summarize(profile: Profile, root: Path) -> Summary:
     cur = [r for r in runs if r.status == "current"]
     gan_run = next((r for r in cur if r.table == "gan"), None)
     gan = read_json(by_id[gan_run.id].path / "test" / "metrics.json") if gan_run else None
-    return Summary(profile, datasets, counts, len(jobs), tuple(runs), gan, gan_run, _wall_seconds(cur),
+    gan_figure = by_id[gan_run.id].path / "test" / "samples_spectra.png" if gan_run else None
+    return Summary(profile, datasets, counts, len(jobs), tuple(runs), gan, gan_run,
+                   gan_figure if gan_figure and gan_figure.is_file() else None, _wall_seconds(cur),
                    tuple(sorted({r.machine for r in cur})), tuple(sorted({r.data for r in cur})),
                    _commit_range(cur),
                    tuple(sorted({_layout(e.run.get("layout") or {}) for e in entries if e.status == "current"})))

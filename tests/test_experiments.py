@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -300,6 +301,43 @@ def test_stale_runs_stay_out_of_the_tables(tmp_path):
     assert [r.seed for r in row.runs] == [0] and row.vs_plain is None
     md = report.render(s, {})
     assert "| `cifar10/cropflip/seed1` | stale | code |" in md and "| crop+flip | 1 |" in md
+
+
+def test_gan_figure_is_kept_without_metadata_and_linked_from_the_report(tmp_path):
+    from PIL import Image, PngImagePlugin
+    out = tmp_path / "out"
+    led = _as_current(out / "results" / "runs")              # the ledger inside the report's folder, as in the repo
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Software", "Matplotlib version 9.9")
+    pixels = (np.arange(6 * 5 * 3) % 256).astype(np.uint8).reshape(6, 5, 3)
+    Image.fromarray(pixels).save(tmp_path / "made.png", pnginfo=info)
+    raw = (tmp_path / "made.png").read_bytes()
+    figure = led / "smoke" / "celeba" / "gan" / "seed0" / "test" / "samples_spectra.png"
+    figure.write_bytes(ledger.strip_png_metadata(raw))
+    assert b"Software" in raw and b"Software" not in figure.read_bytes()
+    assert np.array_equal(np.asarray(Image.open(figure)), pixels)
+    with pytest.raises(ValueError, match="not a PNG file"):
+        ledger.strip_png_metadata(b"GIF89a")
+    with pytest.raises(ValueError, match="truncated PNG file"):
+        ledger.strip_png_metadata(raw[:40])
+
+    written = _write_report(out, led)
+    md = (out / "RESULTS-smoke.md").read_text()
+    assert "![GAN samples and mean TV spectra](results/runs/smoke/celeba/gan/seed0/test/samples_spectra.png)" in md
+    metrics = json.loads((figure.parent / "metrics.json").read_text())
+    assert f"- GAN on CelebA faces: {report.gan_answer(metrics)}" in md
+    assert not any("samples_spectra" in w for w in written)  # linked, not drawn or copied by the report
+
+
+def test_gan_answer_compares_the_spectral_modes_with_plain():
+    def results(**swd):
+        return {"results": {k: {"mode": "real" if k == "real" else k, "swd_x1e3": {"avg": v}} for k, v in swd.items()}}
+    worse = report.gan_answer(results(real=10.0, plain=15.0, components=15.5, joint=19.0))
+    assert "plain 15.0, components 15.5, joint 19.0; real training faces score 10.0" in worse
+    assert "does not beat the plain DCGAN" in worse
+    better = report.gan_answer(results(plain=15.0, components=16.0, joint=12.0))
+    assert "the joint mode comes closer to real faces than the plain DCGAN" in better
+    assert report.gan_answer(results(plain=15.0)) == "sliced Wasserstein distance ×1e3 to held-out faces: plain 15.0."
 
 
 def test_empty_ledger_says_no_runs_yet(tmp_path):
