@@ -326,6 +326,9 @@ def readme_block(s: Summary) -> str:
                                                         if r.vs_plain else "") for r in d.main)
         lines.append(f"- {d.title} ({_flags(d)['image-size']} px, {d.main[0].acc.n} seeds): {cells}. "
                      f"{answer(d)[0].upper()}{answer(d)[1:]}")
+    if s.gan is not None:
+        lines.append(f"- GAN on CelebA faces ({dict(p.gan.flags).get('image-size', 64)} px): "
+                     f"{gan_answer(s.gan)}")
     return "\n".join(lines + ["", f"Details, curves, the dissertation's budgets and the ablation: [{report}]({report})."])
 
 

@@ -326,6 +326,8 @@ def test_gan_figure_is_kept_without_metadata_and_linked_from_the_report(tmp_path
     assert "![GAN samples and mean TV spectra](results/runs/smoke/celeba/gan/seed0/test/samples_spectra.png)" in md
     metrics = json.loads((figure.parent / "metrics.json").read_text())
     assert f"- GAN on CelebA faces: {report.gan_answer(metrics)}" in md
+    block = report.readme_block(summary.summarize(PROFILES["smoke"], led))
+    assert f"px): {report.gan_answer(metrics)}" in block
     assert not any("samples_spectra" in w for w in written)  # linked, not drawn or copied by the report
 
 
