@@ -216,8 +216,7 @@ def _dataset(d: DatasetSummary, figs: dict) -> list:
 
 def gan_answer(g: dict) -> str:
     """The GAN result in one sentence: the spectral modes' sliced Wasserstein distance against plain's."""
-    runs = {k: v for k, v in g["results"].items() if v.get("mode") != "real"}
-    swd = {k: v["swd_x1e3"]["avg"] for k, v in runs.items()}
+    swd = {k: v["swd_x1e3"]["avg"] for k, v in g["results"].items() if v.get("mode") != "real"}
     real = next((v["swd_x1e3"]["avg"] for v in g["results"].values() if v.get("mode") == "real"), None)
     numbers = ", ".join(f"{k} {v:.1f}" for k, v in swd.items())
     floor = f"; real training faces score {real:.1f}" if real is not None else ""
