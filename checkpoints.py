@@ -18,17 +18,13 @@ from typing import Optional
 
 import torch
 
-from cli import UserError
+from errors import CheckpointError
 from io_utils import atomic_write, git_state, write_json
 
 __all__ = ["CheckpointError", "save", "load", "check_compatible", "resume_path", "write_args",
            "rng_state", "set_rng_state"]
 
 CHECKPOINT = "checkpoint.pt"
-
-
-class CheckpointError(UserError):
-    """A checkpoint that is missing, unreadable, or of another kind or model."""
 
 
 def save(path, ckpt: dict) -> None:

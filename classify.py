@@ -30,7 +30,7 @@ import torch
 import checkpoints
 import cli
 import pock
-from cli import UserError
+from errors import UserError
 from configs import CONFIGS, Config
 from data import DataError, load_images
 from io_utils import atomic_write_text, git_state, write_json, write_jsonl
@@ -47,16 +47,6 @@ WRITER = "a train script"
 
 
 # ------------------------------------------------------------------------------------- flags
-
-def _int_list(text: str) -> list:
-    text = str(text).strip()
-    if text.lower() in ("", "none"):
-        return []
-    try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
 
 def parse_gains(text: str) -> tuple:
     """``"3,5"`` -> ``(3, 5)``, integer gains; ``"1.5,2.5"`` -> ``(1.5, 2.5)``, a continuous draw.
@@ -76,8 +66,10 @@ def parse_gains(text: str) -> tuple:
 
 
 def _data_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--download-root", default="./data", help="where torchvision downloads datasets")
-    p.add_argument("--workers", type=int, default=0, help="threads decoding images (training reads from memory)")
+    p.add_argument("--download-root", default="./data", metavar="DIR",
+                   help="where torchvision downloads the dataset when --data-dir is not given")
+    p.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="threads decoding images (0: the main thread; training reads from memory)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     cli.renamed_flag(p, "--decode-cache-dir", "--cache-dir", "decoded images go to <cache-dir>/decoded")
     cli.removed_flag(p, "--data-seed", "the --subset draw follows --seed")
@@ -86,29 +78,31 @@ def _data_flags(p: argparse.ArgumentParser) -> None:
 def get_train_parser(entry: str, prog: str | None = None) -> argparse.ArgumentParser:
     """The training CLI with the defaults of ``configs.CONFIGS[entry]``."""
     c: Config = CONFIGS[entry]
-    p = argparse.ArgumentParser(prog=prog, description=(
-        f"Train {c.arch} on grayscale {c.dataset}" + (" with spectral TV augmentation" if c.spectral else "")
-        + " (dissertation defaults)."), formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.make_parser(prog, f"Train {c.arch} on grayscale {c.dataset}"
+                        + (" with spectral TV augmentation" if c.spectral else "") + " (dissertation defaults).")
     p.set_defaults(dataset=c.dataset, config=entry, script=p.prog)
     cli.add_common_flags(p, f"../shared/data/{c.dataset}.zip", output_dir=f"runs/{entry}", subset=c.subset)
     _data_flags(p)
-    p.add_argument("--train-split", default=c.train_split, help="split to train on")
+    p.add_argument("--train-split", default=c.train_split, help="split (folder) to train on")
     p.add_argument("--eval-split", default=c.eval_split,
                    help="split evaluated after every epoch ('none': no evaluation)")
-    p.add_argument("--eval-subset", type=int, default=None,
-                   help="evaluate on this many images (one draw, the same for every --seed); None: all")
-    p.add_argument("--eval-batch-size", type=int, default=256)
-    p.add_argument("--epochs", type=int, default=c.epochs)
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimiser steps in all")
-    p.add_argument("--batch-size", type=int, default=c.batch_size, help="images per step per process")
+    p.add_argument("--eval-subset", type=int, default=None, metavar="N",
+                   help="evaluate on N images (one draw, the same for every --seed); None: all")
+    p.add_argument("--eval-batch-size", type=int, default=256, metavar="N", help="images per evaluation batch")
+    p.add_argument("--epochs", type=int, default=c.epochs, metavar="N", help="passes over the training images")
+    p.add_argument("--max-steps", type=int, default=None, metavar="N",
+                   help="stop after N optimiser steps in all; None: after --epochs")
+    p.add_argument("--batch-size", type=int, default=c.batch_size, metavar="N", help="images per step per process")
     p.add_argument("--lr", type=float, default=c.lr, help="Adam learning rate")
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--image-size", type=int, default=c.image_size)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 weight decay")
+    p.add_argument("--image-size", type=int, default=c.image_size, metavar="PX",
+                   help="side of the square training images in pixels (resized once, when decoded)")
     p.add_argument("--color", action="store_true", help="RGB input instead of grayscale")
-    p.add_argument("--arch", default=c.arch, choices=("resnet18", "resnet34", "resnet50"))
-    p.add_argument("--hidden", type=_int_list, default=_int_list(c.hidden),
+    p.add_argument("--arch", default=c.arch, choices=("resnet18", "resnet34", "resnet50"), help="the ResNet trunk")
+    p.add_argument("--hidden", type=cli.int_list, default=cli.int_list(c.hidden), metavar="W1,W2",
                    help="widths of the MLP head's hidden layers, e.g. 256,128 ('none': linear head)")
-    p.add_argument("--dropout", type=float, default=c.dropout)
+    p.add_argument("--dropout", type=float, default=c.dropout,
+                   help="dropout probability before each layer of the MLP head")
     p.add_argument("--std-aug", action="store_true",
                    help="random crop (reflect padding 4 px per 32 px) + horizontal flip, batched")
     cli.removed_flag(p, "--eval-every-epoch", "every epoch is evaluated (--eval-split none skips it)")
@@ -118,8 +112,9 @@ def get_train_parser(entry: str, prog: str | None = None) -> argparse.ArgumentPa
 
 
 def _spectral_flags(g, c: Config) -> None:
-    g.add_argument("--lam", type=float, default=c.lam, help="1/dt of the TV flow")
-    g.add_argument("--bands", type=_int_list, default=_int_list(c.bands), help="bands to amplify (1 = finest)")
+    g.add_argument("--lam", type=float, default=c.lam, help="1/dt of the TV flow (pock.spectral)")
+    g.add_argument("--bands", type=cli.int_list, default=cli.int_list(c.bands), metavar="I,J",
+                   help="indices of the bands to amplify, 1 = finest")
     g.add_argument("--gains", type=parse_gains, default=parse_gains(c.gains), metavar="LO,HI",
                    help="gains drawn from [LO, HI): integers when both are written without a decimal point "
                         "(3,5 draws 3 or 4, the dissertation), else uniform reals (1.5,2.5); LO may be 0")
@@ -130,33 +125,35 @@ def _spectral_flags(g, c: Config) -> None:
     g.add_argument("--spectral-mode", choices=("concat", "replace"), default="concat",
                    help="concat: batch + its augmented copy (dissertation); replace: each image "
                         "replaced by its augmented version with probability --spectral-prob")
-    g.add_argument("--spectral-prob", type=float, default=0.5)
+    g.add_argument("--spectral-prob", type=float, default=0.5,
+                   help="replace mode: probability that an image is replaced by its augmented version")
     g.add_argument("--no-cache", action="store_true",
                    help="decompose every batch on the fly (the dissertation's scheme; slow)")
-    g.add_argument("--cache-dtype", choices=("float16", "float32"), default="float16")
-    g.add_argument("--cache-batch-size", type=int, default=4096,
+    g.add_argument("--cache-dtype", choices=("float16", "float32"), default="float16",
+                   help="storage type of the cached bands (float16 halves the disk and memory)")
+    g.add_argument("--cache-batch-size", type=int, default=4096, metavar="N",
                    help="images per decomposition call (and per resumable piece of the cache)")
 
 
 def get_test_parser(entry: str, prog: str | None = None) -> argparse.ArgumentParser:
     """The test CLI of the dataset of ``configs.CONFIGS[entry]``."""
     c: Config = CONFIGS[entry]
-    p = argparse.ArgumentParser(prog=prog, description=(
-        f"Evaluate a {c.dataset} checkpoint: top-1 and per-class accuracy, confusion matrix."),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = cli.make_parser(prog, f"Evaluate a {c.dataset} checkpoint: top-1 and per-class accuracy, confusion matrix.")
     p.set_defaults(dataset=c.dataset, config=entry, script=p.prog)
-    p.add_argument("--checkpoint", required=True, help="checkpoint.pt written by the matching train script")
+    p.add_argument("--checkpoint", required=True, metavar="PATH",
+                   help="checkpoint.pt written by the matching train script, or its run folder")
     p.add_argument("--data-dir", default=None, metavar="PATH", help=cli.COMMON_FLAGS["--data-dir"]["help"].format(
         example=f"../shared/data/{c.dataset}.zip"))
     for flag in ("--cache-dir", "--device", "--amp"):
         p.add_argument(flag, **cli.COMMON_FLAGS[flag])
     _data_flags(p)
-    p.add_argument("--split", default=c.eval_split, help="split to evaluate")
+    p.add_argument("--split", default=c.eval_split, help="split (folder) to evaluate")
     p.add_argument("--subset", type=int, default=None, metavar="N",
                    help="evaluate on N images drawn at random with --seed; None: all")
     p.add_argument("--seed", type=int, default=0, help="seed of the --subset draw")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--output-dir", default=None, help="None: <checkpoint folder>/test-<split>")
+    p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per evaluation batch")
+    p.add_argument("--output-dir", default=None, metavar="DIR",
+                   help="where metrics.json and the confusion matrix go; None: <checkpoint folder>/test-<split>")
     return p
 
 
@@ -270,19 +267,26 @@ def _meta_for(args, classes) -> dict:
                       classes=list(classes))
 
 
-def _to_device_if_fits(t: torch.Tensor, device: torch.device, fraction: float = 0.3) -> torch.Tensor:
+def _to_device_if_fits(t: torch.Tensor, device: torch.device, what: str, show: bool,
+                       fraction: float = 0.3) -> torch.Tensor:
     """Keep a dataset tensor on the GPU when it takes less than ``fraction`` of the free memory.
 
     Otherwise it stays where it is (host memory, or the band cache's memory map) and each step
-    copies only its batch over.
+    copies only its batch over; ``show`` says so, since every step then pays for the copy.
     """
     if device.type != "cuda":
         return t
     free, _ = torch.cuda.mem_get_info(device)
-    return t.to(device) if t.numel() * t.element_size() < fraction * free else t
+    size = t.numel() * t.element_size()
+    if size < fraction * free:
+        return t.to(device)
+    if show:
+        print(f"note: {what} ({size / 2**30:.2f} GiB) exceed {fraction:.0%} of the free memory of {device} "
+              f"({free / 2**30:.2f} GiB); they stay in host memory and each batch is copied over", flush=True)
+    return t
 
 
-def _band_cache(args, train_set, device, show: bool) -> tuple:
+def _band_cache(args, train_set, device, show: bool, is_main: bool) -> tuple:
     """The cached bands the augmentation amplifies (None without spectral augmentation or with --no-cache)."""
     if not _spectral(args) or args.no_cache:
         return None, None
@@ -294,7 +298,7 @@ def _band_cache(args, train_set, device, show: bool) -> tuple:
         batch_size=args.cache_batch_size, dtype=getattr(torch, args.cache_dtype),
         data_key=train_set.source, progress=show)
     info = {"seconds": round(time.perf_counter() - t0, 3), "images": len(train_set), "shape": list(bands.shape)}
-    return _to_device_if_fits(bands, device), info
+    return _to_device_if_fits(bands, device, "the cached bands", is_main), info
 
 
 def _resume(args, meta, model, optimizer, scaler, dist: Dist) -> tuple:
@@ -314,8 +318,8 @@ def _resume(args, meta, model, optimizer, scaler, dist: Dist) -> tuple:
     return int(ckpt["epoch"]), int(ckpt["step"]), list(ckpt["metrics"])
 
 
-def _on_device(image_set, device) -> tuple:
-    images = _to_device_if_fits(image_set.images, device)
+def _on_device(image_set, device, what: str, show: bool) -> tuple:
+    images = _to_device_if_fits(image_set.images, device, what, show)
     return images, image_set.labels.to(images.device)
 
 
@@ -342,9 +346,9 @@ def _train(args, dist: Dist) -> dict:
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler("cuda") if amp else None
     start_epoch, step, records = _resume(args, meta, model, optimizer, scaler, dist)
-    bands, cache_info = _band_cache(args, train_set, device, show)
-    images, labels = _on_device(train_set, device)
-    test_on = _on_device(eval_set, device) if eval_set is not None else None
+    bands, cache_info = _band_cache(args, train_set, device, show, dist.is_main)
+    images, labels = _on_device(train_set, device, "the training images", dist.is_main)
+    test_on = _on_device(eval_set, device, "the evaluation images", dist.is_main) if eval_set is not None else None
     augment = Augmenter(args, bands) if (_spectral(args) or args.std_aug) else None
     net = model if not dist.enabled else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)

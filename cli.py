@@ -1,20 +1,43 @@
-"""One error type for mistakes a user can fix, and the wrapper that turns it into a one-line exit.
+"""The command line shared by every entry point: the one-line error exit, list types, common and retired flags.
 
-Scripts raise :class:`UserError` (or a subclass) with a message that names the problem and what
-to do; :func:`run` prints ``error: <message>`` to stderr and exits with status 2, with no traceback.
-Anything else is a bug and keeps its traceback.
+Scripts raise :class:`errors.UserError` (or a subclass) with a message that names the problem and
+what to do; :func:`run` prints ``error: <message>`` to stderr and exits with status 2, with no
+traceback. Anything else is a bug and keeps its traceback. A flag name means one thing in every
+script (same type, arity and choices; ``tests/test_entry_points.py`` checks all parsers), and a
+retired spelling fails with a pointer to its successor (:func:`renamed_flag`).
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Callable, Optional, Sequence
 
-__all__ = ["UserError", "run", "renamed_flag", "removed_flag", "add_common_flags"]
+from errors import UserError
+
+__all__ = ["UserError", "run", "renamed_flag", "removed_flag", "is_retired", "add_common_flags", "int_list",
+           "make_parser", "COMMON_FLAGS"]
 
 
-class UserError(Exception):
-    """A bad flag, missing or corrupt file, or incompatible checkpoint; the message says what to do."""
+def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """An entry point's parser; every option's help ends with its default."""
+    return argparse.ArgumentParser(prog=prog, description=description,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def int_list(text: str) -> list:
+    """An argparse type: ``"1,2"`` -> ``[1, 2]``; ``""`` or ``"none"`` -> ``[]``.
+
+    A bad value is an ``argparse.ArgumentTypeError``, so the script stops with argparse's
+    ``error: argument --flag: ...`` line instead of a traceback.
+    """
+    text = str(text).strip()
+    if text.lower() in ("", "none"):
+        return []
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def run(main: Callable, parser, argv: Optional[Sequence[str]] = None):
@@ -32,15 +55,20 @@ def renamed_flag(parser, old: str, new: str, why: str = "") -> None:
 
     The message is the same ``error: ...`` line as :func:`run`'s (no usage block), exit status 2.
     """
-    import argparse
+    class _Retired(argparse.Action):
+        retired = True
 
-    class _Renamed(argparse.Action):
         def __call__(self, p, namespace, values, option_string=None):
             msg = f"{old} is gone: use {new}" + (f" ({why})" if why else "") if new else f"{old} is gone: {why}"
             print(f"error: {msg}", file=sys.stderr)
             sys.exit(2)
 
-    parser.add_argument(old, nargs="?", action=_Renamed, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument(old, nargs="?", action=_Retired, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def is_retired(action: argparse.Action) -> bool:
+    """Whether ``action`` is a retired spelling made by :func:`renamed_flag` or :func:`removed_flag`."""
+    return getattr(action, "retired", False)
 
 
 def removed_flag(parser, old: str, why: str) -> None:
@@ -54,7 +82,7 @@ COMMON_FLAGS = {
     "--data-dir": dict(default=None, metavar="PATH",
                        help="folder or .zip in ImageFolder layout <split>/<class>/<image>, e.g. {example}; "
                             "None: download with torchvision into --download-root"),
-    "--output-dir": dict(help="the run's folder: args.json, checkpoint.pt, metrics and figures"),
+    "--output-dir": dict(metavar="DIR", help="the run's folder: args.json, checkpoint.pt, metrics and figures"),
     "--device": dict(default=None, help="cpu, cuda, cuda:1 ...; None: cuda when available"),
     "--seed": dict(type=int, default=0, help="seed of every random draw: initialisation, batches, augmentation "
                                              "or latent noise, and the --subset draw"),
@@ -62,7 +90,7 @@ COMMON_FLAGS = {
     "--resume": dict(nargs="?", const="", default=None, metavar="CHECKPOINT",
                      help="continue from CHECKPOINT (a checkpoint.pt or its run folder); "
                           "the flag alone: --output-dir/checkpoint.pt"),
-    "--cache-dir": dict(default="cache", help="root of the caches: decoded images in <cache-dir>/decoded, "
+    "--cache-dir": dict(default="cache", metavar="DIR", help="root of the caches: decoded images in <cache-dir>/decoded, "
                                               "spectral bands in <cache-dir>/bands"),
     "--subset": dict(type=int, default=None, metavar="N",
                      help="train on N images drawn at random with --seed; None: all"),

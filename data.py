@@ -35,7 +35,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from cli import UserError
+from errors import DataError
 from io_utils import atomic_write
 
 __all__ = ["DataError", "ImageSet", "load_images", "subset_indices", "to_unit_range", "from_unit_range",
@@ -54,10 +54,6 @@ TORCHVISION_SPLITS = {
     "imagenette": ("train", "val"),
     "celeba": ("train", "valid", "test", "all"),
 }
-
-
-class DataError(UserError):
-    """A problem with a dataset path or file; its message is one line saying what to do."""
 
 
 @dataclass

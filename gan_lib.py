@@ -20,7 +20,7 @@ import torch.nn as nn
 import bandcache
 import checkpoints
 import data
-from cli import UserError
+from errors import UserError
 from gan_models import BandGenerator, Discriminator, Generator
 
 __all__ = ["MODES", "stage_names", "main_stage", "Faces", "load_split", "load_faces", "real_components",

@@ -14,11 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import pock
-from cli import UserError
-
-
-class MetricError(UserError):
-    """A metric cannot be computed from the given input."""
+from errors import MetricError
 
 
 # ------------------------------------------------------------------ sliced Wasserstein distance

@@ -19,11 +19,7 @@ import math
 import torch
 import torch.nn as nn
 
-from cli import UserError
-
-
-class ModelError(UserError):
-    """An invalid network configuration (e.g. an --image-size the nets cannot make)."""
+from errors import ModelError
 
 
 def _n_layers(image_size: int) -> int:

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import io_utils
-from cli import UserError
+from errors import UserError
 from data import to_unit_range
 
 __all__ = ["Dist", "init_distributed", "cleanup_distributed", "seed_for", "epoch_batches", "random_crop_flip",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from cli import UserError
+from errors import UserError
 import io_utils
 from io_utils import git_state, read_json, write_json
 
