@@ -76,7 +76,7 @@ class Profile:
     threads: Optional[int]        # torch threads per run (None: torch's default)
     datasets: tuple
     gan: Optional[GanPlan] = None
-    generated_data: bool = False  # smoke: tiny archives made by data.make_test_dataset
+    generated_data: bool = False  # smoke: tiny archives made by tests/photo_data.py
     # Training images/s of the whole machine in the profile's layout, by image size (for estimates).
     images_per_s: tuple = ()
     report: str = "RESULTS.md"    # the report file; the README block is written for the main profile only

@@ -60,10 +60,11 @@ def prepare_data(profile: Profile, names, data_root: Path, work: Path) -> dict:
     out = {}
     for name in names:
         if profile.generated_data:
-            import data
+            # The smoke profile checks the pipeline on the test suite's own tiny photographs.
+            from tests.photo_data import make_test_dataset
             path = work / "data" / f"{name}.zip"
             if not path.exists():
-                data.make_test_dataset(name, path, n_per_class=SMOKE_SIZES[name], image_size=32)
+                make_test_dataset(name, path, n_per_class=SMOKE_SIZES[name], image_size=32)
         else:
             path = Path(data_root) / f"{name}.zip"
             if not path.is_file():

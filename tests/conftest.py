@@ -15,10 +15,10 @@ def tiny_data(tmp_path_factory):
     """Zips cut from scikit-image's sample photographs, in the layout of ../shared/data: cifar10
     (8/class), imagenette (6/class), flowers102 (1/class per official split, with its splits csv),
     celeba (16), at 32 px."""
-    import data
+    from photo_data import make_test_dataset
     root = tmp_path_factory.mktemp("tiny_data")
     sizes = {"cifar10": 8, "imagenette": 6, "flowers102": 1, "celeba": 16}
-    return {k: data.make_test_dataset(k, root / f"{k}.zip", n_per_class=n, image_size=32)
+    return {k: make_test_dataset(k, root / f"{k}.zip", n_per_class=n, image_size=32)
             for k, n in sizes.items()}
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import data
+from photo_data import make_test_dataset
 from data import DataError, load_images
 
 
@@ -53,6 +54,19 @@ def test_decode_cache_is_hit_and_keyed_by_options(tiny_data, tmp_path, monkeypat
     monkeypatch.undo()
     other = _load(tiny_data["imagenette"], "imagenette", "val", cache=tmp_path, image_size=16)
     assert other.images.shape[-1] == 16 and len(list(tmp_path.glob("*.pt"))) == 2
+
+
+def test_damaged_decode_cache_is_named_decoded_again_and_replaced(tiny_data, tmp_path, capsys):
+    first = _load(tiny_data["imagenette"], "imagenette", "val", cache=tmp_path)
+    (cache_file,) = tmp_path.glob("*.pt")
+    cache_file.write_bytes(cache_file.read_bytes()[:100])
+    again = _load(tiny_data["imagenette"], "imagenette", "val", cache=tmp_path)
+    out = capsys.readouterr().out
+    assert f"decode cache {cache_file} is unusable: it is damaged" in out and "decoding the images again" in out
+    assert torch.equal(first.images, again.images)
+    # Replaced: the third load reads the cache without a word.
+    _load(tiny_data["imagenette"], "imagenette", "val", cache=tmp_path)
+    assert "unusable" not in capsys.readouterr().out
 
 
 def test_flowers_use_official_splits_and_labels_from_csv(tiny_data):
@@ -114,18 +128,18 @@ def test_bad_inputs_give_one_line_errors(tiny_data, tmp_path):
 
 def test_make_test_dataset_is_the_same_everywhere(tmp_path):
     """Built from scikit-image's bundled photographs only: two builds give the same bytes."""
-    a = data.make_test_dataset("flowers102", tmp_path / "a.zip", n_per_class=1, image_size=16)
-    b = data.make_test_dataset("flowers102", tmp_path / "b.zip", n_per_class=1, image_size=16)
+    a = make_test_dataset("flowers102", tmp_path / "a.zip", n_per_class=1, image_size=16)
+    b = make_test_dataset("flowers102", tmp_path / "b.zip", n_per_class=1, image_size=16)
     za, zb = zipfile.ZipFile(a), zipfile.ZipFile(b)
     assert za.namelist() == zb.namelist() and all(za.read(n) == zb.read(n) for n in za.namelist())
     s = _load(a, "flowers102", "test", image_size=16)
     assert len(s) == 102 and sorted(s.labels.tolist()) == list(range(102))
     assert s.classes[:2] == ["flower 1", "flower 2"]
     assert s.images.float().std() > 10  # real image content, not blank
-    c = data.make_test_dataset("cifar10", tmp_path / "c.zip", n_per_class=2, image_size=16)
+    c = make_test_dataset("cifar10", tmp_path / "c.zip", n_per_class=2, image_size=16)
     t = _load(c, "cifar10", "test", image_size=16)
     assert len(t) == 20 and not torch.equal(t.images[0], t.images[2])
-    faces = _load(data.make_test_dataset("celeba", tmp_path / "f.zip", n_per_class=4, image_size=16), "celeba",
+    faces = _load(make_test_dataset("celeba", tmp_path / "f.zip", n_per_class=4, image_size=16), "celeba",
                   "train", image_size=16)
     assert len(faces) == 4 and len({bytes(x.numpy()) for x in faces.images}) == 4
 

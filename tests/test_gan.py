@@ -13,6 +13,7 @@ from PIL import Image
 
 import checkpoints
 import data
+from photo_data import make_test_dataset
 import gan_lib
 import gan_metrics
 from cli import UserError
@@ -29,7 +30,7 @@ N_IMAGES, HOLDOUT, SIZE, BATCH = 48, 16, 32, 8
 def faces_zip(tmp_path_factory):
     """48 crops of scikit-image photographs in CelebA's layout (one class)."""
     root = tmp_path_factory.mktemp("gan_faces")
-    return data.make_test_dataset("celeba", root / "celeba.zip", n_per_class=N_IMAGES, image_size=SIZE)
+    return make_test_dataset("celeba", root / "celeba.zip", n_per_class=N_IMAGES, image_size=SIZE)
 
 
 @pytest.fixture(scope="module")
