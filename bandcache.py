@@ -14,8 +14,9 @@ Layout of ``cache_dir/<key>/``:
   partial file becomes ``data.bin`` by an atomic rename once every chunk is done.
 
 The key is a hash of the images' bytes, ``data_key``, the components, ``lam``, ``N``, ``tol``,
-``vectorial``, ``dtype``, and the source of ``pock.py`` and of this file: anything that changes
-the numbers gives another key, so a cache that does not match is rebuilt, never reused.
+``vectorial``, ``dtype``, and the syntax trees of ``pock.py`` and of this file
+(:func:`experiments.fingerprint.file_digest`, which ignores comments and docstrings): anything that
+changes the numbers gives another key, so a cache that does not match is rebuilt, never reused.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import torch
 
 import pock
 from data import to_unit_range
+from experiments.fingerprint import file_digest
 from io_utils import write_json
 
 __all__ = ["load_or_build", "cache_key", "cache_info", "parse_components", "FORMAT_VERSION"]
@@ -65,9 +67,10 @@ def parse_components(components: Sequence[str]):
     return N, parsed
 
 
-def _source_digest(module) -> str:
-    # Any edit of the solver may change the numbers, so its whole source is part of the key.
-    return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()[:16]
+def _code_digest(path) -> str:
+    # Any change of the solver's code may change the numbers; its comments and docstrings cannot, so the
+    # key follows the syntax tree, as the experiment ledger's fingerprint does.
+    return file_digest(Path(path).resolve())[:16]
 
 
 def _images_digest(images: torch.Tensor) -> str:
@@ -88,8 +91,8 @@ def cache_key(images_uint8: torch.Tensor, *, lam, components, tol, vectorial, dt
         "components": [str(c) for c in components],
         "N": N, "lam": float(lam), "tol": float(tol), "vectorial": bool(vectorial),
         "dtype": str(dtype).replace("torch.", ""),
-        "pock": _source_digest(pock),
-        "bandcache": hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16],
+        "pock": _code_digest(pock.__file__),
+        "bandcache": _code_digest(__file__),
     }
 
 

@@ -16,7 +16,7 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["code_files", "canonical", "fingerprint", "clear_cache"]
+__all__ = ["code_files", "canonical", "file_digest", "fingerprint", "clear_cache"]
 
 ROOT = Path(__file__).resolve().parents[1]
 _TEXT_KEYWORDS = ("help", "description", "epilog")
@@ -77,13 +77,18 @@ def canonical(node) -> str:
 
 
 @lru_cache(maxsize=None)
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(canonical(_parse(path)).encode()).hexdigest()
+def file_digest(path: Path) -> str:
+    """sha256 hex of one file's syntax tree (:func:`canonical`): what the file computes, not how it is worded.
+
+    The band cache keys its folders by the engine's digest too, so a comment edit of ``pock.py``
+    neither makes the ledger stale nor rebuilds a cache.
+    """
+    return hashlib.sha256(canonical(_parse(Path(path))).encode()).hexdigest()
 
 
 def fingerprint(scripts, root: Path = ROOT) -> tuple:
     """``(sha256 hex, {file: sha256 hex})`` of the code ``scripts`` execute (see the module docstring)."""
-    files = {name: _file_digest(root / name) for name in code_files(tuple(scripts), root)}
+    files = {name: file_digest(root / name) for name in code_files(tuple(scripts), root)}
     h = hashlib.sha256()
     for name, digest in files.items():
         h.update(f"{name}\0{digest}\n".encode())
@@ -93,4 +98,4 @@ def fingerprint(scripts, root: Path = ROOT) -> tuple:
 def clear_cache() -> None:
     """Forget parsed files (the tests edit files between calls)."""
     _parse.cache_clear()
-    _file_digest.cache_clear()
+    file_digest.cache_clear()

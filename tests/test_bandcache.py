@@ -1,6 +1,7 @@
 """bandcache.py: cached bands equal pock's, the cache is hit, keyed, rebuilt and resumable."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,3 +109,16 @@ def test_two_processes_building_the_same_cache_agree(images, tmp_path):
     assert torch.equal(a, b)
     assert torch.equal(a, _build(images, tmp_path, dtype=torch.float32, tol=1e-7, batch_size=2))
     assert len([m for m in tmp_path.glob("*/meta.json")]) == 1
+
+
+def test_key_follows_the_engines_code_not_its_comments(images, tmp_path, monkeypatch):
+    def key_with(source):
+        path = tmp_path / f"pock{len(list(tmp_path.iterdir()))}.py"
+        path.write_text(source)
+        monkeypatch.setattr(pock, "__file__", str(path))
+        return bandcache.cache_key(images, lam=7.0, components=("phi1",), tol=1e-3, vectorial=False,
+                                   dtype=torch.float16, data_key="tiny")
+    source = Path(pock.__file__).read_text()
+    original = key_with(source)
+    assert key_with("# a new comment at the top\n" + source.replace('"""', '"""Reworded. ', 1)) == original
+    assert key_with(source + "\nSPECTRAL_TOL = 2 * SPECTRAL_TOL\n") != original
