@@ -3,8 +3,26 @@
 Every training script writes into its ``--output-dir``:
 
 * ``args.json``: the flags as ``vars(args)`` (flat), plus ``"git"`` (:func:`io_utils.git_state`);
-* ``checkpoint.pt``: one dict (model, optimiser, epoch/step, RNG state, ``meta`` describing the
-  model), saved atomically after every epoch, as in nanoGPT and torchvision's references.
+* ``checkpoint.pt``: one dict, saved atomically after every epoch, as in nanoGPT and torchvision's
+  references. Classifiers and GANs share one vocabulary (:func:`make`), so a reader of one reads
+  the other:
+
+  ========== ==========================================================================
+  kind       ``"classifier"`` or ``"gan"``
+  format     :data:`FORMAT`, the layout version; another version is refused with a message
+  meta       what rebuilds the network(s): architecture, sizes, classes or GAN mode
+  args       the flags of the run, ``vars(args)``
+  model      the weights (a GAN: ``{"G": ..., "D": ...}``)
+  optimizer  the optimiser state(s), keyed like ``model``
+  scaler     the AMP gradient scaler state(s), keyed like ``model`` (None or empty without AMP)
+  epoch      epochs finished (a GAN: within its current stage)
+  step       optimiser steps (a GAN: generator updates) of the whole run
+  rng        :func:`rng_state` (a GAN adds its latent-noise generator)
+  metrics    the records of ``metrics.jsonl`` / ``losses.jsonl`` so far
+  ========== ==========================================================================
+
+  plus what a kind needs besides (a GAN: its stage, the generator of every finished stage, the
+  fixed noise of its sample grids, the data it trained on).
 
 ``--resume`` takes an optional path (torchvision style): alone it means the run folder's own
 ``checkpoint.pt``; a path may name the file or the run folder. A checkpoint whose model differs
@@ -21,10 +39,22 @@ import torch
 from errors import CheckpointError
 from io_utils import atomic_write, git_state, write_json
 
-__all__ = ["CheckpointError", "save", "load", "check_compatible", "resume_path", "write_args",
+__all__ = ["CheckpointError", "FORMAT", "KEYS", "make", "save", "load", "check_format", "check_compatible", "resume_path", "write_args",
            "rng_state", "set_rng_state"]
 
 CHECKPOINT = "checkpoint.pt"
+# Version 3: the classifiers' and the GANs' checkpoints share one vocabulary (GAN format 2 said
+# model_args/records/state; classifier checkpoints had no format).
+FORMAT = 3
+# The keys every checkpoint holds, whatever its kind.
+KEYS = ("kind", "format", "meta", "args", "model", "optimizer", "scaler", "epoch", "step", "rng", "metrics")
+
+
+def make(kind: str, *, meta: dict, args, model, optimizer, scaler, epoch: int, step: int, rng: dict,
+         metrics: list, **extra) -> dict:
+    """A checkpoint dict in the shared vocabulary (see the module docstring); ``extra`` adds kind-specific keys."""
+    return {"kind": kind, "format": FORMAT, "meta": meta, "args": vars(args), "model": model, "optimizer": optimizer,
+            "scaler": scaler, "epoch": epoch, "step": step, "rng": rng, "metrics": metrics, **extra}
 
 
 def save(path, ckpt: dict) -> None:
@@ -62,7 +92,17 @@ def load(path, kind: Optional[str], writer: str) -> dict:
         found = ckpt.get("kind") or "unknown"
         raise CheckpointError(f"{path}: a checkpoint of kind {found!r}, not {kind!r}; pass a {CHECKPOINT} "
                               f"written by {writer}")
+    if kind is not None:
+        check_format(ckpt, path)
     return ckpt
+
+
+def check_format(ckpt: dict, path) -> None:
+    """Refuse a checkpoint of another layout version than :data:`FORMAT`."""
+    if ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: a {ckpt.get('kind', 'checkpoint')} checkpoint of format "
+                              f"{ckpt.get('format', 'none')}, this code reads format {FORMAT}; retrain with this "
+                              f"version, or use the version of the code that wrote it")
 
 
 def check_compatible(saved: dict, current: dict, flags: dict, path) -> None:

@@ -35,8 +35,9 @@ from configs import CONFIGS, Config
 from data import DataError, load_images
 from io_utils import atomic_write_text, git_state, write_json, write_jsonl
 from models import classifier_from_meta, model_meta
-from training import (Dist, cleanup_distributed, epoch_batches, evaluate, init_distributed, plot_confusion,
-                      plot_curves, random_crop_flip, resolve_device, seed_for, train_one_epoch)
+from plots import plot_confusion, plot_curves
+from training import (Dist, cleanup_distributed, epoch_batches, evaluate, init_distributed, random_crop_flip,
+                      resolve_device, seed_for, train_one_epoch)
 
 __all__ = ["get_train_parser", "get_test_parser", "train", "test", "parse_gains", "Augmenter"]
 
@@ -380,9 +381,10 @@ def _train(args, dist: Dist) -> dict:
         records.append(rec)
         if dist.is_main:
             _report_epoch(args, rec)
-            ckpt = {"kind": "classifier", "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch + 1, "step": step,
-                    "args": vars(args), "meta": meta, "rng": checkpoints.rng_state(device), "metrics": records}
+            ckpt = checkpoints.make("classifier", meta=meta, args=args, model=model.state_dict(),
+                                    optimizer=optimizer.state_dict(),
+                                    scaler=scaler.state_dict() if scaler is not None else None, epoch=epoch + 1,
+                                    step=step, rng=checkpoints.rng_state(device), metrics=records)
             _save_epoch(out_dir, ckpt, records, f"{out_dir.name}: {args.dataset} {args.arch}")
     if test_on is not None and last_eval is None:  # resumed a finished run: evaluate what it left
         last_eval = test_accuracy()
@@ -426,6 +428,7 @@ def _results(args, records, step, train_set, eval_set, last_eval, cache_info, di
 
 def _model_from_checkpoint(ckpt: dict, config: Config, path):
     if ckpt.get("kind") == "classifier":
+        checkpoints.check_format(ckpt, path)
         meta, state = ckpt["meta"], ckpt["model"]
     elif ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()) and "conv1.weight" in ckpt:
         # A bare state dict, as the dissertation's scripts saved: this script's defaults fill in the rest.

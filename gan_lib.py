@@ -24,7 +24,7 @@ from errors import UserError
 from gan_models import BandGenerator, Discriminator, Generator
 
 __all__ = ["MODES", "stage_names", "main_stage", "Faces", "load_split", "load_faces", "real_components",
-           "model_args", "build_generator", "build_discriminator", "forward", "sample", "draw",
+           "model_meta", "build_generator", "build_discriminator", "forward", "sample", "draw",
            "load_checkpoint", "check_compatible", "load_generator", "stage_budgets", "group_summary",
            "summary_table", "markdown_table"]
 
@@ -33,11 +33,10 @@ MODES = {
     "components": "one DCGAN per TV-flow state u_0..u_N, trained one after another (the dissertation)",
     "joint": "one DCGAN whose generator outputs the spectral bands and the residual; the image is their sum",
 }
-CHECKPOINT_FORMAT = 2
 WRITER = "gan.py"
-# Resuming needs the same networks and the same kind of data: model_args key -> the flag that sets it.
+# Resuming needs the same networks and the same kind of data: meta key -> the flag that sets it.
 RESUME_KEYS = {"mode": "--mode", "image_size": "--image-size", "nz": "--nz", "ngf": "--ngf", "ndf": "--ndf",
-               "stages": "--states/--stage-order", "bands": "--bands", "lam": "--lam"}
+               "stages": "--states/--stage-order", "n_bands": "--n-bands", "lam": "--lam"}
 
 
 def stage_names(mode: str, states: int, stage_order: str) -> list:
@@ -95,7 +94,7 @@ def real_components(faces: Faces, args, device) -> torch.Tensor:
     if args.mode == "components":
         comps = [f"u{n}" for n in range(args.states + 1)]
     else:
-        comps = [f"phi{k}" for k in range(1, args.bands + 1)] + ["residual"]
+        comps = [f"phi{k}" for k in range(1, args.n_bands + 1)] + ["residual"]
     cached = bandcache.load_or_build(faces.images, cache_dir=Path(args.cache_dir) / "bands", lam=args.lam,
                                      components=comps, tol=args.tol, device=device,
                                      data_key=f"{faces.source} ({len(faces.images)} drawn with seed {args.seed})",
@@ -106,12 +105,12 @@ def real_components(faces: Faces, args, device) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------- networks
 
-def model_args(args, scales=None) -> dict:
-    """What a checkpoint records to rebuild its networks."""
+def model_meta(args, scales=None) -> dict:
+    """What a checkpoint records to rebuild its networks (its ``meta``)."""
     m = {"mode": args.mode, "nz": args.nz, "ngf": args.ngf, "ndf": args.ndf, "image_size": args.image_size, "nc": 1,
          "stages": stage_names(args.mode, args.states, args.stage_order)}
     if args.mode == "joint":
-        m["bands"] = args.bands
+        m["n_bands"] = args.n_bands
         m["scales"] = [float(s) for s in scales] if scales is not None else None
     if args.mode in ("joint", "components"):
         m["lam"] = args.lam
@@ -119,14 +118,14 @@ def model_args(args, scales=None) -> dict:
 
 
 def build_generator(m: dict) -> nn.Module:
-    """The generator that ``model_args`` describe."""
+    """The generator that ``m`` (:func:`model_meta`, a checkpoint's ``meta``) describes."""
     if m["mode"] == "joint":
         return BandGenerator(torch.tensor(m["scales"]), m["nz"], m["ngf"], m["nc"], m["image_size"])
     return Generator(m["nz"], m["ngf"], m["nc"], m["image_size"])
 
 
 def build_discriminator(m: dict) -> nn.Module:
-    nc = m["nc"] * (1 + m["bands"]) if m["mode"] == "joint" else m["nc"]
+    nc = m["nc"] * (1 + m["n_bands"]) if m["mode"] == "joint" else m["nc"]
     return Discriminator(m["ndf"], nc, m["image_size"])
 
 
@@ -184,24 +183,21 @@ def draw(G, n: int, nz: int, device, seed: int, batch_size: int) -> tuple:
 def load_checkpoint(path) -> dict:
     """A gan.py checkpoint (``path`` is the file or its run folder); one-line error otherwise."""
     ckpt = checkpoints.load(path, "gan", WRITER)
-    if ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise checkpoints.CheckpointError(f"{path}: a gan.py checkpoint of format {ckpt.get('format')}, this code "
-                                          f"reads format {CHECKPOINT_FORMAT}; retrain with this version of gan.py")
-    if ckpt["model_args"]["mode"] not in MODES:
-        raise checkpoints.CheckpointError(f"{path}: checkpoint of unknown mode {ckpt['model_args']['mode']!r}; "
+    if ckpt["meta"]["mode"] not in MODES:
+        raise checkpoints.CheckpointError(f"{path}: checkpoint of unknown mode {ckpt['meta']['mode']!r}; "
                                           f"expected one of {', '.join(MODES)}")
     return ckpt
 
 
 def check_compatible(ckpt: dict, m: dict, path) -> None:
-    checkpoints.check_compatible(ckpt["model_args"], m, RESUME_KEYS, path)
+    checkpoints.check_compatible(ckpt["meta"], m, RESUME_KEYS, path)
 
 
 def load_generator(ckpt: dict, stage: str, device, path) -> nn.Module:
     if stage not in ckpt["generators"]:
         raise checkpoints.CheckpointError(f"{path}: the {stage} generator was never trained (stages done: "
                                           f"{', '.join(ckpt['generators']) or 'none'}); train the run further")
-    G = build_generator(ckpt["model_args"])
+    G = build_generator(ckpt["meta"])
     G.load_state_dict(ckpt["generators"][stage])
     return G.to(device)
 

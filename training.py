@@ -16,19 +16,17 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-import io_utils
 from errors import UserError
 from data import to_unit_range
 
 __all__ = ["Dist", "init_distributed", "cleanup_distributed", "seed_for", "epoch_batches", "random_crop_flip",
-           "StepTimer", "train_one_epoch", "evaluate", "plot_curves", "plot_confusion", "resolve_device"]
+           "StepTimer", "train_one_epoch", "evaluate", "resolve_device"]
 
 
 # ------------------------------------------------------------------------------ devices / DDP
@@ -270,55 +268,3 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_c
     return {"acc": cm.diag().sum().item() / max(total, 1), "loss": loss_sum.item() / max(total, 1),
             "confusion": cm, "per_class_acc": per_class.tolist(), "class_counts": cm.sum(1).tolist(),
             "n": total}
-
-
-# ------------------------------------------------------------------------------------- figures
-
-def plot_curves(records: list, path: Path, title: str = "") -> None:
-    """Loss and accuracy per epoch (train, and test where evaluated)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    ep = [r["epoch"] for r in records]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
-    a1.plot(ep, [r["loss"] for r in records], "o-", label="train")
-    a2.plot(ep, [r["train_acc"] for r in records], "o-", label="train")
-    tests = [(r["epoch"], r["test_loss"], r["test_acc"]) for r in records if "test_acc" in r]
-    if tests:
-        a1.plot([t[0] for t in tests], [t[1] for t in tests], "s-", label="test")
-        a2.plot([t[0] for t in tests], [t[2] for t in tests], "s-", label="test")
-    a1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    a2.set(xlabel="epoch", ylabel="top-1 accuracy", title="accuracy", ylim=(0, 1))
-    from matplotlib.ticker import MaxNLocator
-    for a in (a1, a2):
-        a.xaxis.set_major_locator(MaxNLocator(integer=True))
-        a.grid(alpha=0.3)
-        a.legend()
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    io_utils.save_figure(fig, path, dpi=110)
-
-
-def plot_confusion(cm: torch.Tensor, classes: list, path: Path, title: str = "") -> None:
-    """Row-normalised confusion matrix (true class down, predicted across)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    k = cm.shape[0]
-    norm = cm.double() / cm.sum(1, keepdim=True).clamp(min=1).double()
-    size = min(16, max(4.5, 0.35 * k))
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    im = ax.imshow(norm.numpy(), cmap="Blues", vmin=0, vmax=1)
-    if k <= 20:
-        ax.set_xticks(range(k), [str(c)[:14] for c in classes], rotation=90, fontsize=7)
-        ax.set_yticks(range(k), [str(c)[:14] for c in classes], fontsize=7)
-        for i in range(k):
-            for j in range(k):
-                if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.5 else "black")
-    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    io_utils.save_figure(fig, path, dpi=110)

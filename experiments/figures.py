@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Optional
 
 from io_utils import atomic_write_bytes
+from plots import draw_confusion
 
 from .profiles import CONDITIONS, LABELS
 from .summary import DatasetSummary, Row, Summary
@@ -94,7 +95,6 @@ def curves(d: DatasetSummary, path: Path) -> Optional[str]:
 
 def confusion(d: DatasetSummary, path: Path) -> Optional[str]:
     """Row-normalised confusion matrices of the tested checkpoints, side by side."""
-    import numpy as np
     plt = _plt()
     if not d.confusion:
         return None
@@ -102,13 +102,8 @@ def confusion(d: DatasetSummary, path: Path) -> Optional[str]:
         fig, axes = plt.subplots(1, len(d.confusion), figsize=(4.2 * len(d.confusion), 4.0), squeeze=False)
         for ax, r in zip(axes[0], d.confusion):
             classes, rows = r.confusion
-            cm = np.array(rows, dtype=float)
-            ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
-            if len(classes) <= 12:
-                ax.set_xticks(range(len(classes)), [c[:10] for c in classes], rotation=90, fontsize=6)
-                ax.set_yticks(range(len(classes)), [c[:10] for c in classes], fontsize=6)
-            ax.set(xlabel="predicted", ylabel="true", title=f"{LABELS[r.condition]}, seed {r.seed}: "
-                                                            f"top-1 {100 * r.test_top1:.1f}%")
+            draw_confusion(ax, rows, classes, f"{LABELS[r.condition]}, seed {r.seed}: top-1 {100 * r.test_top1:.1f}%",
+                           max_labels=12, label_chars=10, fontsize=6, annotate=False)
             ax.title.set_fontsize(8)
         fig.tight_layout()
         _save(fig, path)

@@ -207,7 +207,8 @@ def test_each_mode_trains_checkpoints_and_resumes(runs):
     steps_per_epoch = (N_IMAGES - HOLDOUT) // BATCH
     for mode, (d, first, second) in runs.items():
         ckpt = torch.load(d / "checkpoint.pt", weights_only=True)
-        assert ckpt["model_args"]["mode"] == mode
+        assert ckpt["meta"]["mode"] == mode and ckpt["step"] == second["global_step"]
+        assert set(checkpoints.KEYS) <= set(ckpt) and set(ckpt["model"]) == set(ckpt["optimizer"]) == {"G", "D"}
         if mode == "components":
             # 16 updates split over u0..u3, 4 per stage (one epoch each); the resume trains nothing new
             # for the finished stages.
@@ -219,7 +220,7 @@ def test_each_mode_trains_checkpoints_and_resumes(runs):
             assert second["global_step"] == 2 * steps_per_epoch
             assert (d / "samples_image_e002.png").exists()
         lines = [json.loads(x) for x in (d / "losses.jsonl").read_text().splitlines()]
-        assert lines == ckpt["records"] and lines[-1]["global_step"] == second["global_step"]
+        assert lines == ckpt["metrics"] and lines[-1]["global_step"] == second["global_step"]
         assert all(np.isfinite([r["loss_d"], r["loss_g"]]).all() for r in lines)
         info = json.loads((d / "args.json").read_text())
         assert info["mode"] == mode and info["script"] == "gan.py" and set(info["git"]) == {"commit", "dirty"}
@@ -243,8 +244,8 @@ def test_sample_grid_shows_the_checkpoints_generator(runs):
 def test_resume_repeats_an_uninterrupted_run(runs, faces_zip, tmp_path):
     d = runs["plain"][0]
     GAN["main"](train_args(faces_zip, tmp_path / "straight", "plain", d.parent / "cache", epochs=2))
-    resumed = torch.load(d / "checkpoint.pt", weights_only=True)["G"]
-    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["G"]
+    resumed = torch.load(d / "checkpoint.pt", weights_only=True)["model"]["G"]
+    straight = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["model"]["G"]
     for k in straight:
         assert torch.equal(resumed[k], straight[k]), k
 
@@ -319,3 +320,27 @@ def test_bad_inputs_give_one_line_errors(runs, faces_zip, tmp_path):
     # More real faces than the runs held out would measure against training images.
     with pytest.raises(UserError, match="too few for --n-real"):
         GAN_TEST["main"](eval_args("--run", runs["joint"][0], "--n-real", HOLDOUT + 1, "--no-progress"))
+
+
+def test_other_faces_of_the_same_count_are_refused(runs, tmp_path):
+    # The same layout and count, other photographs (cut at another size): held-out faces the run may have seen.
+    other = make_test_dataset("celeba", tmp_path / "other.zip", n_per_class=N_IMAGES, image_size=SIZE // 2)
+    with pytest.raises(UserError, match="other data .*pass the run's own data with --data-dir"):
+        GAN_TEST["main"](eval_args("--run", runs["plain"][0], "--n-real", 4, "--data-dir", other, "--no-progress",
+                                   "--device", "cpu", "--output-dir", tmp_path / "t"))
+
+
+def test_band_count_is_n_bands_and_bands_points_there(capsys):
+    assert GAN["get_args_parser"]().parse_args(["--n-bands", "4"]).n_bands == 4
+    with pytest.raises(SystemExit) as e:
+        GAN["get_args_parser"]().parse_args(["--bands", "1,2"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("error: --bands is gone: use --n-bands K") and err.count("\n") == 1
+
+
+def test_old_gan_checkpoint_format_is_refused(runs, tmp_path):
+    ckpt = torch.load(runs["plain"][0] / "checkpoint.pt", weights_only=True)
+    old = {k: v for k, v in ckpt.items() if k not in ("meta", "format")}
+    torch.save(dict(old, format=2, model_args=ckpt["meta"]), tmp_path / "checkpoint.pt")
+    with pytest.raises(checkpoints.CheckpointError, match="format 2, this code reads format 3"):
+        gan_lib.load_checkpoint(tmp_path)

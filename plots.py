@@ -1,0 +1,149 @@
+"""Every figure the toolkit draws, one function per kind; the scripts and the report call these.
+
+Matplotlib (the Agg backend, no display needed) and torch are imported inside the functions, so
+importing this module costs nothing (the report's figures need no torch); files are written
+atomically by :func:`io_utils.save_figure`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from io_utils import atomic_write, save_figure
+
+__all__ = ["plot_curves", "draw_confusion", "plot_confusion", "save_grid", "save_band_grid", "plot_losses",
+           "plot_samples_spectra"]
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+# --------------------------------------------------------------------------------- classifiers
+
+def plot_curves(records: list, path: Path, title: str = "") -> None:
+    """Loss and accuracy per epoch (train, and test where evaluated)."""
+    plt = _plt()
+    ep = [r["epoch"] for r in records]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4))
+    a1.plot(ep, [r["loss"] for r in records], "o-", label="train")
+    a2.plot(ep, [r["train_acc"] for r in records], "o-", label="train")
+    tests = [(r["epoch"], r["test_loss"], r["test_acc"]) for r in records if "test_acc" in r]
+    if tests:
+        a1.plot([t[0] for t in tests], [t[1] for t in tests], "s-", label="test")
+        a2.plot([t[0] for t in tests], [t[2] for t in tests], "s-", label="test")
+    a1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    a2.set(xlabel="epoch", ylabel="top-1 accuracy", title="accuracy", ylim=(0, 1))
+    from matplotlib.ticker import MaxNLocator
+    for a in (a1, a2):
+        a.xaxis.set_major_locator(MaxNLocator(integer=True))
+        a.grid(alpha=0.3)
+        a.legend()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def draw_confusion(ax, counts, classes, title: str, *, max_labels: int = 20, label_chars: int = 14,
+                   fontsize: float = 7, annotate: bool = True):
+    """A row-normalised confusion matrix on ``ax`` (true class down, predicted across); returns the image.
+
+    ``counts`` is the (K, K) matrix of counts (tensor, array or nested lists). Class names label the
+    axes up to ``max_labels`` classes, cut to ``label_chars`` characters; ``annotate`` writes each
+    non-zero count in its cell.
+    """
+    import numpy as np
+    cm = np.asarray(counts, dtype=float)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    k = len(cm)
+    if k <= max_labels:
+        names = [str(c)[:label_chars] for c in classes]
+        ax.set_xticks(range(k), names, rotation=90, fontsize=fontsize)
+        ax.set_yticks(range(k), names, fontsize=fontsize)
+        if annotate:
+            for i in range(k):
+                for j in range(k):
+                    if cm[i, j]:
+                        ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=fontsize - 1,
+                                color="white" if norm[i, j] > 0.5 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    return im
+
+
+def plot_confusion(cm: torch.Tensor, classes: list, path: Path, title: str = "") -> None:
+    """The test scripts' ``confusion_matrix.png``: one matrix with its counts and a colour bar."""
+    plt = _plt()
+    size = min(16, max(4.5, 0.35 * cm.shape[0]))
+    fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = draw_confusion(ax, cm, classes, title or "confusion matrix")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+# ---------------------------------------------------------------------------------------- GANs
+
+def save_grid(x: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    """Images in [-1, 1], ``nrow`` per row, as one PNG."""
+    import torchvision.utils as vutils
+    atomic_write(path, lambda tmp: vutils.save_image(x.float().clamp(-1, 1), tmp, format="png", nrow=nrow,
+                                                     normalize=True, value_range=(-1, 1), padding=2))
+
+
+def save_band_grid(img: torch.Tensor, comps: torch.Tensor, scales: torch.Tensor, path: Path, n: int = 8) -> None:
+    """Rows: samples; columns: image, phi_1..phi_K, residual (each band stretched to its own scale)."""
+    import torch
+    cols = [img[:n].clamp(-1, 1)] + [comps[:n, k] / scales[k] for k in range(comps.shape[1])]
+    save_grid(torch.stack(cols, 1).flatten(0, 1), path, nrow=len(cols))
+
+
+def plot_losses(records: list, path: Path, title: str) -> None:
+    """Discriminator and generator loss against generator updates; dashed lines where a stage begins."""
+    plt = _plt()
+    rec = [r for r in records if "epoch_seconds" not in r]
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    steps = [r["global_step"] for r in rec]
+    ax.plot(steps, [r["loss_d"] for r in rec], label="discriminator")
+    ax.plot(steps, [r["loss_g"] for r in rec], label="generator")
+    for r0, r1 in zip(rec, rec[1:]):
+        if r1["stage"] != r0["stage"]:
+            ax.axvline(r0["global_step"], color="0.6", lw=0.8, ls="--")
+            ax.text(r0["global_step"], ax.get_ylim()[1], f" {r1['stage']}", va="top", fontsize=7)
+    ax.set(xlabel="generator updates", ylabel="BCE loss", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def plot_samples_spectra(sets: dict, spectra: dict, t: torch.Tensor, path: Path, n_show: int) -> None:
+    """gan_test.py's figure: a grid of samples per set, and below, every set's mean TV spectrum S(t)."""
+    plt = _plt()
+    import torchvision.utils as vutils
+    names = list(sets)
+    cols = min(6, len(names))
+    rows = -(-len(names) // cols)
+    fig = plt.figure(figsize=(3.1 * cols, 3.3 * rows + 3.2))
+    gs = fig.add_gridspec(rows + 1, cols, height_ratios=[1.1] * rows + [1])
+    nrow = max(1, int(round(n_show ** 0.5)))
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(gs[i // cols, i % cols])
+        grid = vutils.make_grid(sets[name][:n_show], nrow=nrow, normalize=True, value_range=(-1, 1), padding=1)
+        ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    ax = fig.add_subplot(gs[rows, :])
+    colors = plt.cm.tab20(range(20)) if len(spectra) > 10 else plt.cm.tab10(range(10))
+    for i, (name, s) in enumerate(spectra.items()):
+        ax.plot(t.numpy(), s.mean(0).numpy(), "o-", label=name, lw=2.5 if name.startswith("real") else 1.5,
+                color=colors[i % len(colors)])
+    ax.set(xlabel="t = n / lam", ylabel="mean S(t) per pixel", yscale="log", title="TV spectrum")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=max(1, len(names) // 6))
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
