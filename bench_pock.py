@@ -15,7 +15,7 @@
    over the batch, and the largest absolute error.
 3. Every thread count of ``--threads`` in turn, in the same process.
 
-    python bench_pock.py --output results/bench/bench_cpu.json --plot results/bench/bench_cpu.png
+    python bench_pock.py --device cpu --output-dir results/bench   # bench_cpu.json and bench_cpu.png
     python bench_pock.py --report results/bench/bench_cpu.json     # README table from the JSON
 
 ``--device cuda`` measures the same on a GPU (no scikit-image there); ``--spectral-batches``
@@ -37,6 +37,7 @@ import cli
 import data
 import io_utils
 import pock
+from training import resolve_device
 
 ROOT = Path(__file__).resolve().parent
 README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
@@ -47,22 +48,29 @@ SOURCES = {32: ("cifar10.zip", "test"), 64: ("imagenette.zip", "val"), 256: ("im
 
 
 def get_args_parser():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data-dir", default="../shared/data",
-                   help="folder holding cifar10.zip (32x32 sizes) and imagenette.zip (larger sizes)")
-    p.add_argument("--sizes", default="32,64,256", help="image sizes of the spectral benchmark")
-    p.add_argument("--threads", default="1,2", help="torch CPU thread counts to measure, in turn")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--spectral-batches", default=None,
-                   help="also time pock.spectral at these batch sizes of 32x32 images (e.g. 256,4096,16384)")
-    p.add_argument("--repeats", type=int, default=3, help="timed repeats of the fast methods; the best counts")
+    p = cli.make_parser("bench_pock.py", __doc__.split("\n\n")[0])
+    p.add_argument("--data-root", default="../shared/data", metavar="DIR",
+                   help="folder holding the archives cifar10.zip (32x32 sizes) and imagenette.zip (larger sizes)")
+    cli.renamed_flag(p, "--data-dir", "--data-root", "the folder that holds the archives, as in run_experiments.py")
+    p.add_argument("--sizes", type=cli.int_list, default=cli.int_list("32,64,256"), metavar="PX,PX",
+                   help="image sizes of the spectral benchmark, in pixels")
+    p.add_argument("--threads", type=cli.int_list, default=cli.int_list("1,2"), metavar="N,N",
+                   help="torch CPU thread counts to measure, in turn (a GPU run uses the current count)")
+    p.add_argument("--device", **cli.COMMON_FLAGS["--device"])
+    p.add_argument("--spectral-batches", type=cli.int_list, default=[], metavar="N,N",
+                   help="also time pock.spectral at these batch sizes of 32x32 images, e.g. 256,4096,16384; "
+                        "empty: not measured")
+    p.add_argument("--repeats", type=int, default=3, metavar="N",
+                   help="timed repeats of the fast methods; the best counts")
     p.add_argument("--quick", action="store_true", help="a few images per size (for tests)")
-    p.add_argument("--output", default=None, help="write the measurements to this JSON file")
-    p.add_argument("--plot", default=None, help="write the cost-against-size figure to this PNG")
+    p.add_argument("--output-dir", default=None, metavar="DIR",
+                   help="write the measurements to DIR/bench_<device>.json and the cost-against-size figure to "
+                        "DIR/bench_<device>.png (<device>: cpu or cuda); None: print only")
+    cli.renamed_flag(p, "--output", "--output-dir DIR", "it writes DIR/bench_<device>.json and .png")
+    cli.removed_flag(p, "--plot", "the figure goes to --output-dir DIR, as DIR/bench_<device>.png")
     p.add_argument("--report", nargs="+", default=None, metavar="JSON",
                    help="measure nothing: rewrite the README's benchmark block from these JSON files")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the image draws")
     return p
 
 
@@ -222,8 +230,8 @@ def bench_batches(data_dir, batches, device, seed) -> list:
 
 def measure(args) -> dict:
     device = torch.device(args.device)
-    threads_list = [int(t) for t in args.threads.split(",")] if device.type == "cpu" else [torch.get_num_threads()]
-    sizes = [int(s) for s in args.sizes.split(",")]
+    threads_list = list(args.threads) if device.type == "cpu" else [torch.get_num_threads()]
+    sizes = list(args.sizes)
     counts = QUICK_COUNTS if args.quick else COUNTS
     unknown = [s for s in sizes if s not in counts]
     if unknown:
@@ -238,7 +246,7 @@ def measure(args) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)    # the baselines' own convergence is reported
         if device.type == "cpu":
-            f = load_gray(args.data_dir, 32, 16 if args.quick else 256, args.seed)
+            f = load_gray(args.data_root, 32, 16 if args.quick else 256, args.seed)
             for threads in threads_list:
                 torch.set_num_threads(threads)
                 report["rof"].append(bench_rof(f, threads, args.repeats, device))
@@ -246,11 +254,10 @@ def measure(args) -> dict:
                 print(f"ROF, {threads} thread(s): pock {r['speedup']:.2f}x scikit-image's speed at a "
                       f"{r['gap_ratio']:.1f}x smaller worst-image gap", flush=True)
         for size in sizes:
-            report["spectral"] += bench_size(size, counts[size], args.data_dir, threads_list, args.repeats,
+            report["spectral"] += bench_size(size, counts[size], args.data_root, threads_list, args.repeats,
                                              device, args.seed)
         if args.spectral_batches:
-            report["batches"] = bench_batches(args.data_dir, [int(b) for b in args.spectral_batches.split(",")],
-                                              device, args.seed)
+            report["batches"] = bench_batches(args.data_root, args.spectral_batches, device, args.seed)
     return report
 
 
@@ -321,23 +328,39 @@ def plot(report: dict, path) -> None:
     io_utils.save_figure(fig, path)
 
 
+def check_archives(data_root, sizes, spectral_batches=()) -> None:
+    """Every archive the sizes need is in ``data_root``; else one line naming the missing file and the fix."""
+    needed = {SOURCES[s][0] for s in sizes if s in SOURCES} | ({SOURCES[32][0]} if spectral_batches else set())
+    for archive in sorted(needed):
+        if not (Path(data_root) / archive).is_file():
+            raise cli.UserError(f"{Path(data_root) / archive}: no such archive; pass --data-root the folder that "
+                                f"holds {' and '.join(sorted(needed))} (e.g. ../shared/data)")
+
+
 def main(args):
     if args.report:
         reports = []
         for path in args.report:
             rep = io_utils.read_json(path)
             if rep is None:
-                raise cli.UserError(f"{path}: no such benchmark JSON; run bench_pock.py --output {path} first")
+                raise cli.UserError(f"{path}: no such benchmark JSON; run bench_pock.py --output-dir "
+                                    f"{Path(path).parent} first")
             reports.append(rep)
         update_readme(reports)
         print(f"README.md benchmark block rewritten from {', '.join(args.report)}")
         return reports
+    if not args.threads or min(args.threads) < 1:
+        raise cli.UserError(f"--threads needs positive thread counts, got {args.threads}")
+    args.device = str(resolve_device(args.device))
+    # On a CPU the ROF comparison reads the 32x32 archive whatever the sizes.
+    check_archives(args.data_root, set(args.sizes) | ({32} if args.device == "cpu" else set()), args.spectral_batches)
     report = measure(args)
     print("\n" + markdown(report))
-    if args.output:
-        io_utils.write_json(args.output, report)
-    if args.plot:
-        plot(report, args.plot)
+    if args.output_dir:
+        stem = Path(args.output_dir) / f"bench_{torch.device(args.device).type}"
+        io_utils.write_json(stem.with_suffix(".json"), report)
+        plot(report, stem.with_suffix(".png"))
+        print(f"wrote {stem}.json and {stem}.png")
     return report
 
 

@@ -32,20 +32,21 @@ ROOT = Path(__file__).resolve().parent
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="run_experiments.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                description="Run the spectral-augmentation comparison and write RESULTS.md")
+    p = cli.make_parser("run_experiments.py", "Run the spectral-augmentation comparison and write RESULTS.md")
     p.add_argument("--profile", choices=tuple(PROFILES), default="scale",
                    help="smoke: tiny generated data; scale: the dissertation's data scale on a CPU; "
                         "paper: the dissertation's settings on a GPU")
-    p.add_argument("--jobs", type=int, default=None, help="runs at once (None: the profile's)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads per run (None: the profile's)")
-    p.add_argument("--data-root", default=str(ROOT.parent / "shared" / "data"),
-                   help="folder holding cifar10.zip, imagenette.zip, flowers102.zip, celeba.zip")
-    p.add_argument("--work-dir", default=None,
+    p.add_argument("--jobs", type=int, default=None, metavar="N", help="runs at once; None: the profile's")
+    p.add_argument("--threads-per-job", type=int, default=None, metavar="N",
+                   help="torch threads of each run; None: the profile's")
+    cli.renamed_flag(p, "--threads", "--threads-per-job N", "--threads is bench_pock.py's list of thread counts")
+    p.add_argument("--data-root", default="../shared/data", metavar="DIR",
+                   help="folder holding the archives cifar10.zip, imagenette.zip, flowers102.zip, celeba.zip")
+    p.add_argument("--work-dir", default=None, metavar="DIR",
                    help="checkpoints, logs and caches (git-ignored); None: runs/sweep-<profile>")
-    p.add_argument("--ledger-dir", default=None,
+    p.add_argument("--ledger-dir", default=None, metavar="DIR",
                    help="the run ledger; None: results/runs (smoke: <work-dir>/ledger, never the committed one)")
-    p.add_argument("--report-dir", default=None,
+    p.add_argument("--report-dir", default=None, metavar="DIR",
                    help="where the report, its figures (results/<profile>/) and README.md's block are written; "
                         "None: this repository (smoke: <work-dir>/report)")
     p.add_argument("--only", action="append", default=[], metavar="PATTERN",
@@ -131,7 +132,7 @@ def _sweep(args, profile, jobs, states, jobs_n) -> int:
     names = sorted({j.dataset for j in todo})
     data = runner.prepare_data(profile, names, Path(args.data_root), work)
     ctx = runner.Context(profile, work, Path(args.ledger_dir), data, jobs_n,
-                         args.threads if args.threads is not None else profile.threads, args.commit,
+                         args.threads_per_job if args.threads_per_job is not None else profile.threads, args.commit,
                          _logger(work / "sweep.log"), {k: runner.sha256(v) for k, v in data.items()})
     ctx.log(f"{profile.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already in the ledger, {len(todo)} to run, "
             f"{ctx.jobs} at a time with {ctx.threads or 'default'} threads each; work folder "

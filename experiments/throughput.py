@@ -14,7 +14,7 @@ on the machine lowers every number, and a 2-thread process far more than two 1-t
 OpenMP team waits for its slowest thread), so each configuration waits until the cores are idle,
 records how busy they were, and reports the median step as well as the mean.
 
-    python -m experiments.throughput --output results/throughput_cpu.json
+    python -m experiments.throughput --output-dir results
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import cli
 import io_utils
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,20 +121,27 @@ def best_of(rows: list) -> list:
             for k, v in sorted(best.items())]
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--output", default=None, help="JSON file to write (default: print only)")
-    p.add_argument("--configs", default="32:20,32:128,32:256,64:128,64:256",
-                   help="image size:batch pairs (batch 20 is the dissertation's)")
-    p.add_argument("--layouts", default="1x2,2x1")
-    p.add_argument("--seconds", type=float, default=4.0, help="timed window per configuration")
+def get_args_parser() -> argparse.ArgumentParser:
+    p = cli.make_parser("python -m experiments.throughput", __doc__.split("\n\n")[0])
+    p.add_argument("--output-dir", default=None, metavar="DIR",
+                   help="write the measurements to DIR/throughput_cpu.json; None: print only")
+    cli.renamed_flag(p, "--output", "--output-dir DIR", "it writes DIR/throughput_cpu.json")
+    p.add_argument("--configs", default="32:20,32:128,32:256,64:128,64:256", metavar="PX:N,...",
+                   help="image size (pixels) : batch size pairs (batch 20 is the dissertation's)")
+    p.add_argument("--layouts", default="1x2,2x1", metavar="PxT,...",
+                   help="processes x threads per process; 2x1 runs two timed processes at once")
+    p.add_argument("--seconds", type=float, default=4.0, help="timed window per configuration, in seconds")
     p.add_argument("--lead", type=float, default=7.0, help="seconds for start-up and warm-up before timing")
-    p.add_argument("--repeats", type=int, default=2, help="tries per configuration; the best counts")
+    p.add_argument("--repeats", type=int, default=2, metavar="N", help="tries per configuration; the best counts")
     p.add_argument("--max-busy", type=float, default=0.1,
                    help="before each configuration, wait until other work uses at most this share of the cores")
-    p.add_argument("--wait", type=float, default=120.0, help="longest wait for that, seconds")
-    p.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    p.add_argument("--wait", type=float, default=120.0, help="longest wait for that, in seconds")
+    p.add_argument("--worker", nargs=5, metavar=("BATCH", "PX", "THREADS", "START_AT", "SECONDS"),
+                   help="internal: be one timing process of a layout (this module starts them)")
+    return p
+
+
+def main(args) -> int:
     if args.worker:
         b, s, t, at, sec = args.worker
         print(json.dumps(_worker(int(b), int(s), int(t), float(at), float(sec))))
@@ -151,16 +159,16 @@ def main(argv=None) -> int:
                       f"(median step {r['median_step_images_per_s']:.0f}; cores {100 * busy:.0f}% busy before)",
                       flush=True)
     out = {"what": "ResNet-18 (1-channel stem, 256-128 MLP head) training steps on random gray images, Adam",
-           "command": "python -m experiments.throughput " + " ".join(argv if argv is not None else sys.argv[1:]),
+           "command": "python -m experiments.throughput " + " ".join(sys.argv[1:]),
            "measured": time.strftime("%Y-%m-%d", time.gmtime()),
            "machine": io_utils.machine(),
            "seconds_per_configuration": args.seconds, "best": best_of(rows), "results": rows}
-    if args.output:
-        from io_utils import write_json
-        write_json(args.output, out)
-        print(f"wrote {args.output}")
+    if args.output_dir:
+        path = Path(args.output_dir) / "throughput_cpu.json"
+        io_utils.write_json(path, out)
+        print(f"wrote {path}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, get_args_parser()))

@@ -11,12 +11,13 @@ import io_utils
 
 @pytest.fixture(scope="module")
 def report(tiny_data, tmp_path_factory, one_thread_module):
-    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    out = tmp_path_factory.mktemp("bench")
     args = bench_pock.get_args_parser().parse_args([
-        "--data-dir", str(tiny_data["cifar10"].parent), "--quick", "--sizes", "32,64", "--threads", "1",
-        "--repeats", "0", "--output", str(out)])
+        "--data-root", str(tiny_data["cifar10"].parent), "--quick", "--sizes", "32,64", "--threads", "1",
+        "--repeats", "0", "--device", "cpu", "--output-dir", str(out)])
     bench_pock.main(args)
-    return io_utils.read_json(out)
+    assert (out / "bench_cpu.png").is_file()
+    return io_utils.read_json(out / "bench_cpu.json")
 
 
 @pytest.fixture(scope="module")
@@ -68,5 +69,18 @@ def test_missing_markers_and_missing_archive_are_named(report, tmp_path, tiny_da
     only_cifar = tmp_path / "data"
     only_cifar.mkdir()
     shutil.copy(tiny_data["cifar10"], only_cifar / "cifar10.zip")
-    with pytest.raises(cli.UserError, match="imagenette.zip"):
-        bench_pock.load_gray(only_cifar, 64, 2, 0)
+    args = bench_pock.get_args_parser().parse_args(["--data-root", str(only_cifar), "--sizes", "32,64", "--quick",
+                                                    "--device", "cpu"])
+    with pytest.raises(cli.UserError, match=r"imagenette.zip: no such archive; pass --data-root the folder that "
+                                            r"holds cifar10.zip and imagenette.zip"):
+        bench_pock.main(args)
+
+
+def test_list_flags_fail_in_one_line_and_old_spellings_point_to_the_new(capsys):
+    for argv, needle in ((["--threads", "a"], "argument --threads: expected comma-separated integers, got 'a'"),
+                         (["--output", "x.json"], "--output is gone: use --output-dir DIR"),
+                         (["--data-dir", "x"], "--data-dir is gone: use --data-root")):
+        with pytest.raises(SystemExit) as e:
+            bench_pock.get_args_parser().parse_args(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "Traceback" not in err and needle in err, err

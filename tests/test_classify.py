@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import checkpoints
 import classify
 import cli
 import pock
@@ -69,6 +70,7 @@ def test_scripts_train_then_test(dataset, plain, aug, tester, tiny_data, cache_d
         assert r["final_train_acc"] == rec[0]["train_acc"] and r["test_acc"] == rec[0]["test_acc"]
         ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
         assert ckpt["epoch"] == 1 and ckpt["meta"]["num_classes"] == n_classes and ckpt["kind"] == "classifier"
+        assert set(ckpt) >= set(checkpoints.KEYS) and ckpt["format"] == checkpoints.FORMAT
     # The augmented run trained on every batch plus its augmented copy.
     rec_aug = _records(tmp_path / "aug")[0]
     assert rec_aug["examples"] == 40 and rec_aug["images"] == 20 and res["train_images"] == 20
@@ -272,3 +274,12 @@ def test_old_flags_name_the_new_ones(flag, new, capsys):
         classify.get_train_parser("cifar10-aug").parse_args([flag])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and new in err
+
+
+def test_data_kept_off_the_gpu_is_announced(monkeypatch, capsys):
+    # 1,000 free bytes: a 1,000-byte set exceeds the 30% it may take, so it stays on the host, and says so.
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 10 ** 9))
+    images = torch.zeros(1000, dtype=torch.uint8)
+    assert classify._to_device_if_fits(images, torch.device("cuda"), "the training images", True) is images
+    out = capsys.readouterr().out
+    assert out.startswith("note: the training images") and "stay in host memory" in out
