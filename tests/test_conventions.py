@@ -93,7 +93,24 @@ def test_train_script_and_gan_share_their_flags():
 @pytest.mark.parametrize("module,name", [("data", "DataError"), ("checkpoints", "CheckpointError"),
                                          ("gan_metrics", "MetricError"), ("gan_models", "ModelError")])
 def test_user_errors_are_one_type(module, name):
-    assert issubclass(getattr(__import__(module), name), cli.UserError)
+    import errors
+    assert getattr(__import__(module), name) is getattr(errors, name)
+    assert issubclass(getattr(errors, name), errors.UserError) and cli.UserError is errors.UserError
+
+
+# The modules under the command line: they raise errors.py's types and never build on cli.py.
+LIBRARY = ("errors", "io_utils", "data", "bandcache", "checkpoints", "training", "models", "configs", "plots",
+           "gan_lib", "gan_models", "gan_metrics", "pock")
+
+
+def test_errors_are_the_bottom_floor_and_libraries_do_not_import_the_cli():
+    own = {p.stem for p in SOURCES} | {"experiments"}
+    assert not _imports(ROOT / "errors.py") & own, "errors.py must import nothing of the toolkit"
+    bad = [m for m in LIBRARY if "cli" in _imports(ROOT / f"{m}.py")]
+    assert not bad, f"library modules that import the CLI (raise errors.UserError instead): {bad}"
+    # Only entry points and their libraries of command lines build on cli.py.
+    users = sorted(p.stem for p in SOURCES if "cli" in _imports(p) and p.stem not in SCRIPTS)
+    assert users == ["classify", "generate"], users
 
 
 def test_run_prints_one_line_and_exits_2(capsys):
