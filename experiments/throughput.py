@@ -5,7 +5,7 @@ Adam step) of ResNet-18 with a 1-channel stem and the 256-128 MLP head (``models
 on random gray images, for each image size and batch size, in two layouts of a 2-core machine:
 
 * ``1x2``: one process with two torch threads;
-* ``2x1``: two processes at once with one thread each (the sweep's ``--jobs 2 --threads 1``);
+* ``2x1``: two processes at once with one thread each (the sweep's ``--jobs 2 --threads-per-job 1``);
   their images/s are added.
 
 Both processes of ``2x1`` time the same wall-clock window (they start timing at an agreed moment
