@@ -228,11 +228,13 @@ def train_step(run: GanRun, x: torch.Tensor, bce, device, amp: bool) -> torch.Te
     run.scaler_g.scale(loss_g).backward()
     run.scaler_g.step(run.opt_g)
     run.scaler_g.update()
+    # Stays on the device: reading it back every step would wait for the GPU at every step.
     return torch.stack([loss_d.detach(), loss_g.detach(), torch.sigmoid(out_real.detach().float()).mean(),
-                        torch.sigmoid(out_fake.detach().float()).mean()]).double().cpu()
+                        torch.sigmoid(out_fake.detach().float()).mean()]).double()
 
 
 def _record(stage: str, epoch: int, state: dict, s: torch.Tensor) -> dict:
+    s = s.cpu()                                      # one host-device synchronisation per record
     return {"stage": stage, "epoch": epoch + 1, "global_step": state["global_step"], "loss_d": float(s[0]),
             "loss_g": float(s[1]), "d_real": float(s[2]), "d_fake": float(s[3])}
 
@@ -249,7 +251,7 @@ def train_epoch(run: GanRun, s: int, name: str, td: TrainingData, args, device, 
     run.G.train()
     run.D.train()
     bce = nn.BCEWithLogitsLoss()
-    sums, window = torch.zeros(4, dtype=torch.float64), []
+    sums, window = torch.zeros(4, dtype=torch.float64, device=device), []
     if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()

@@ -1,8 +1,9 @@
 """Total-variation engine: ROF denoising, TV flow and spectral TV decomposition.
 
 Everything here is pure maths on batched tensors of shape ``(B, C, H, W)`` (inputs of
-shape ``(H, W)`` or ``(C, H, W)`` are accepted and returned in kind), float32 or
-float64, on any device. No file IO, no printing.
+shape ``(H, W)`` or ``(C, H, W)`` are accepted and returned in kind), float32 or float64
+(float16 and bfloat16 are computed in float32 and returned in their dtype), on any device.
+Numbers may be Python or numpy scalars or 0-d tensors. Not differentiable. No file IO, no printing.
 
 The ROF problem (Rudin, Osher & Fatemi 1992)
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import math
+import numbers
 import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
@@ -43,7 +45,7 @@ from torch import nn
 
 __all__ = [
     "grad", "div", "tv", "rof_energy", "rof_dual_energy", "rof", "RofInfo",
-    "spectral", "SpectralDecomposition", "SPECTRAL_TOL", "flow_tolerances", "band_gains",
+    "spectral", "SpectralDecomposition", "flow_bands", "SPECTRAL_TOL", "flow_tolerances", "band_gains",
     "random_gains", "amplify_bands", "spectral_augment", "SpectralAugment",
 ]
 
@@ -69,28 +71,51 @@ _PRIMAL_BLEND = 0.4
 # Default duality gap per pixel of the first TV-flow step of :func:`spectral` (later steps are
 # tighter, see :func:`flow_tolerances`): the largest that keeps every band of real images within
 # 2% of the exact decomposition (see :func:`spectral`).
-SPECTRAL_TOL = 4.5e-5
+SPECTRAL_TOL = 1e-3
+# Exponents of k in the tolerance of flow step k: absolute tolerances (an explicit ``tol``) and the
+# default, relative ones (see flow_tolerances).
+_FLOW_POWER = {"absolute": 1.5, "relative": 0.5}
+# A relative tolerance never asks for a gap below this many rounding units of the energies, nor
+# for one below _FLAT_FLOW times that of the first flow step (where a nearly flat image stops).
+_ROUNDING_UNITS = 8
+_FLAT_FLOW = 0.05
 
 Lam = Union[float, torch.Tensor]
 
 
 # ----------------------------------------------------------------------------- checks
 
-def _as_batch(x: torch.Tensor, name: str = "f"):
-    """Return ``x`` as (B, C, H, W) and a function that restores the caller's rank."""
+# float16 and bfloat16 cannot hold a certificate: their rounding unit (1e-3 to 1e-2) is far above
+# any useful gap per pixel. Half-precision input is solved in float32 and returned in its dtype.
+_WORKING_DTYPE = {torch.float16: torch.float32, torch.bfloat16: torch.float32,
+                  torch.float32: torch.float32, torch.float64: torch.float64}
+
+
+def _check_tensor(x: torch.Tensor, name: str) -> None:
+    """A real float tensor of finite values that does not ask for gradients."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.is_complex() or not x.is_floating_point():
-        raise ValueError(f"{name} must be a real floating-point tensor (float32 or float64), "
+    if x.dtype not in _WORKING_DTYPE:
+        raise ValueError(f"{name} must be a real floating-point tensor (float16, bfloat16, float32 or float64), "
                          f"got dtype {x.dtype}; convert with .float()")
-    if x.dim() not in (2, 3, 4):
-        raise ValueError(f"{name} must have shape (H, W), (C, H, W) or (B, C, H, W), "
-                         f"got {x.dim()} dimensions {tuple(x.shape)}")
+    if x.requires_grad and torch.is_grad_enabled():
+        raise ValueError(f"{name} requires grad, but pock is not differentiable; call it on {name}.detach() "
+                         f"or under torch.no_grad()")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty: shape {tuple(x.shape)}")
     if not torch.isfinite(x).all():
         raise ValueError(f"{name} contains NaN or Inf pixels; clean or mask them first")
-    rank = x.dim()
+
+
+def _as_batch(x: torch.Tensor, name: str = "f"):
+    """Return ``x`` as (B, C, H, W) in its working dtype and a function that restores the caller's
+    rank and dtype."""
+    if isinstance(x, torch.Tensor) and x.dim() not in (2, 3, 4):
+        raise ValueError(f"{name} must have shape (H, W), (C, H, W) or (B, C, H, W), "
+                         f"got {x.dim()} dimensions {tuple(x.shape)}")
+    _check_tensor(x, name)
+    rank, dtype = x.dim(), x.dtype
+    x = x.detach().to(_WORKING_DTYPE[dtype])
     while x.dim() < 4:
         x = x.unsqueeze(0)
 
@@ -98,19 +123,42 @@ def _as_batch(x: torch.Tensor, name: str = "f"):
         # y has batch-leading layout (B, ..., H, W); drop the dimensions the caller did not give.
         for _ in range(4 - rank):
             y = y.squeeze(0)
-        return y
+        return y.to(dtype)
 
     return x, restore
 
 
-def _check_positive(value: float, name: str) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+def _number(value, name: str):
+    """``value`` as a Python int or float: numpy scalars and one-element 0-d tensors count as numbers."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+def _check_positive(value, name: str) -> float:
+    """``value`` as a float, which must be positive and finite."""
+    try:
+        v = _number(value, name)
+    except ValueError:
+        v = None
+    if v is None or not (math.isfinite(v) and v > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return float(v)
+
+
+def _check_count(value, name: str, what: str) -> int:
+    """``value`` as a positive Python int (numpy and 0-d tensor integers included)."""
+    v = value.item() if isinstance(value, torch.Tensor) and value.dim() == 0 else value
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
+        raise ValueError(f"{name} must be a positive integer {what}, got {value!r}")
+    return int(v)
 
 
 def _lam_per_image(lam: Lam, batch: int, like: torch.Tensor) -> torch.Tensor:
     """``lam`` as a (B,) tensor on ``like``'s device and dtype, validated."""
-    if isinstance(lam, torch.Tensor):
+    if isinstance(lam, torch.Tensor) and lam.dim() > 0:
         lam_t = lam.detach().to(device=like.device, dtype=like.dtype).reshape(-1)
         if lam_t.numel() == 1:
             lam_t = lam_t.expand(batch)
@@ -120,8 +168,7 @@ def _lam_per_image(lam: Lam, batch: int, like: torch.Tensor) -> torch.Tensor:
         if not (torch.isfinite(lam_t).all() and (lam_t > 0).all()):
             raise ValueError("lam must be positive and finite for every image")
         return lam_t.contiguous()
-    _check_positive(lam, "lam")
-    return torch.full((batch,), float(lam), device=like.device, dtype=like.dtype)
+    return torch.full((batch,), _check_positive(lam, "lam"), device=like.device, dtype=like.dtype)
 
 
 # ------------------------------------------------------------------ discrete operators
@@ -192,7 +239,9 @@ def div(p: torch.Tensor) -> torch.Tensor:
     if not isinstance(p, torch.Tensor) or p.dim() not in (3, 4, 5) or p.shape[-3] != 2:
         shape = tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__
         raise ValueError(f"p must have shape (..., 2, H, W) with 3 to 5 dimensions, got {shape}")
-    rank = p.dim()
+    _check_tensor(p, "p")
+    rank, dtype = p.dim(), p.dtype
+    p = p.detach().to(_WORKING_DTYPE[dtype])
     while p.dim() < 5:
         p = p.unsqueeze(0)
     py = p[:, :, 0].clone(memory_format=torch.contiguous_format)
@@ -204,7 +253,7 @@ def div(p: torch.Tensor) -> torch.Tensor:
     _div_into(py, px, out)
     for _ in range(5 - rank):
         out = out.squeeze(0)
-    return out
+    return out.to(dtype)
 
 
 def _pointwise_norm(gy: torch.Tensor, gx: torch.Tensor, vectorial: bool) -> torch.Tensor:
@@ -242,14 +291,14 @@ def tv(u: torch.Tensor, vectorial: bool = False) -> torch.Tensor:
     return out if u.dim() == 4 else out.squeeze(0)
 
 
-def _sum_sq(x: torch.Tensor) -> torch.Tensor:
-    return torch.linalg.vector_norm(x, dim=(1, 2, 3)).square()
-
-
 def rof_energy(u: torch.Tensor, f: torch.Tensor, lam: Lam, vectorial: bool = False) -> torch.Tensor:
     """Primal ROF energy ``P(u) = TV(u) + lam/2 ||u - f||^2`` per image, shape (B,)."""
+    if isinstance(u, torch.Tensor) and isinstance(f, torch.Tensor) and u.shape != f.shape:
+        raise ValueError(f"u and f must have the same shape, got {tuple(u.shape)} and {tuple(f.shape)}")
     u4, _ = _as_batch(u, "u")
     f4, _ = _as_batch(f, "f")
+    u4 = u4.to(torch.promote_types(u4.dtype, f4.dtype))
+    f4 = f4.to(u4.dtype)
     lam_t = _lam_per_image(lam, f4.shape[0], f4)
     return _tv(u4, vectorial) + 0.5 * lam_t * (u4 - f4).square().sum(dim=(1, 2, 3))
 
@@ -262,9 +311,15 @@ def rof_dual_energy(p: torch.Tensor, f: torch.Tensor, lam: Lam) -> torch.Tensor:
     at the saddle point, so ``P(u) - D(p)`` certifies the accuracy of ``u``:
     ``lam/2 ||u - u*||^2 <= P(u) - P(u*) <= P(u) - D(p)``.
     """
+    if isinstance(p, torch.Tensor) and isinstance(f, torch.Tensor):
+        want = tuple(f.shape[:-2]) + (2,) + tuple(f.shape[-2:])
+        if tuple(p.shape) != want:
+            raise ValueError(f"p must have shape {want} for f of shape {tuple(f.shape)}, got {tuple(p.shape)}")
     f4, _ = _as_batch(f, "f")
-    lam_t = _lam_per_image(lam, f4.shape[0], f4)
     d = div(p).reshape(f4.shape)
+    dtype = torch.promote_types(f4.dtype, _WORKING_DTYPE[d.dtype])
+    f4, d = f4.to(dtype), d.to(dtype)
+    lam_t = _lam_per_image(lam, f4.shape[0], f4)
     return -(f4 * d).sum(dim=(1, 2, 3)) - d.square().sum(dim=(1, 2, 3)) / (2 * lam_t)
 
 
@@ -275,8 +330,9 @@ class RofInfo:
     """What :func:`rof` did, per image.
 
     iters : (B,) int64, iterations until the image's gap per pixel fell below ``tol``
-    gap : (B,) duality gap per pixel ``(P(u) - D(p)) / (C H W)`` at the returned pair
-    dual : (B, C, 2, H, W) the dual variable ``p``; pass it back as ``warm=`` to warm-start a
+    gap : (B,) float64, duality gap per pixel ``(P(u) - D(p)) / (C H W)`` of the returned pair,
+        computed in float64 and rounded up: recomputing it from ``u`` and ``dual`` never gives more
+    dual : (B, C, 2, H, W) the dual variable ``p``, feasible in its dtype; pass it back as ``warm=`` to warm-start a
         nearby problem (the next step of the TV flow, another ``lam``)
     """
     iters: torch.Tensor
@@ -298,8 +354,8 @@ def _project_unit_ball(py: torch.Tensor, px: torch.Tensor, vectorial: bool, tmp:
     px.mul_(scale)
 
 
-def _implied_primal_into(py: torch.Tensor, px: torch.Tensor, f: torch.Tensor, inv_lam, out: torch.Tensor) -> None:
-    """``out = f + div(p) / lam``, the primal point that the dual field implies (see :func:`_div_into`).
+def _scaled_div_into(py: torch.Tensor, px: torch.Tensor, inv_lam, out: torch.Tensor) -> None:
+    """``out = div(p) / lam`` (see :func:`_div_into`): the step ``u - f`` that the dual field implies.
 
     ``inv_lam`` is a Python number or a per-image (B, 1, 1, 1) tensor.
     """
@@ -307,37 +363,59 @@ def _implied_primal_into(py: torch.Tensor, px: torch.Tensor, f: torch.Tensor, in
     pyf, pxf, of = py.view(-1), px.view(-1), out.view(-1)
     if isinstance(inv_lam, torch.Tensor):
         c = inv_lam.expand_as(out).reshape(-1)
-        torch.addcmul(f.view(-1), pyf, c, out=of)
+        torch.mul(pyf, c, out=of)
         of[W:].addcmul_(pyf[:-W], c[W:], value=-1)
         of.addcmul_(pxf, c)
         of[1:].addcmul_(pxf[:-1], c[1:], value=-1)
     else:
-        torch.add(f.view(-1), pyf, alpha=inv_lam, out=of)
+        torch.mul(pyf, inv_lam, out=of)
         of[W:].sub_(pyf[:-W], alpha=inv_lam)
         of.add_(pxf, alpha=inv_lam)
         of[1:].sub_(pxf[:-1], alpha=inv_lam)
 
 
-def _gap_per_pixel(u, v, f, lam4, vectorial, gy, gx, tmp) -> torch.Tensor:
-    """Duality gap ``P(u) - D(p)`` per pixel of each image, from ``v = f + div(p)/lam``.
+def _sum64(x: torch.Tensor) -> torch.Tensor:
+    """Per-image sum accumulated in float64: a float32 sum over 10^5 pixels loses the last digits
+    that a gap of 1e-7 per pixel lives in."""
+    return x.sum(dim=(1, 2, 3), dtype=torch.float64)
 
-    ``D(p) = -<f, div p> - ||div p||^2 / (2 lam) = -lam (<f, w> + ||w||^2 / 2)`` with ``w = v - f``;
-    ``lam4`` is a number or a per-image (B, 1, 1, 1) tensor.
+
+def _gap_terms(z, w, f, gyf, gxf, lam, vectorial, gy, gx):
+    """TV, fidelity and dual energy of the pair ``u = f + z``, ``p`` with ``w = div(p)/lam``, in float64.
+
+    ``P = TV(f + z) + lam/2 ||z||^2`` with ``grad(f + z) = grad f + grad z``, so that flat regions of
+    ``u`` give gradients near zero without the rounding of ``f + z``;
+    ``D = -<f, div p> - ||div p||^2 / (2 lam) = -lam (<f, w> + ||w||^2 / 2)``.
+    ``lam`` is a number or a (B,) float64 tensor; ``gy``, ``gx`` are scratch.
     """
-    lam = lam4.view(-1) if isinstance(lam4, torch.Tensor) else lam4
-    torch.sub(v, f, out=tmp)
-    dual = -lam * (torch.einsum("bchw,bchw->b", f, tmp) + 0.5 * _sum_sq(tmp))
-    primal = _tv(u, vectorial, gy, gx) + 0.5 * lam * _sum_sq(torch.sub(u, f, out=tmp))
-    return (primal - dual) / u[0].numel()
+    _grad_into(z, gy, gx)
+    gy.add_(gyf)
+    gx.add_(gxf)
+    tv_ = _sum64(_pointwise_norm(gy, gx, vectorial))
+    fidelity = 0.5 * lam * _sum64(z * z)
+    dual = -lam * (_sum64(f * w) + 0.5 * _sum64(w * w))
+    return tv_, fidelity, dual
+
+
+# Floor of the dimensionless primal step ``tau_k lam`` in float32 (reached after about 380
+# iterations with the default schedule; Algorithm 1's constant steps from there on). Without it
+# ``tau_k -> 0`` and ``sigma_k -> inf``, and the shrinking primal updates drown in float32 rounding:
+# on 256x256 photos the gap stalled near 1e-7 per pixel and then grew again. With the floor it keeps
+# falling (4e-8 after 3,200 iterations). float64 needs no floor, and the O(1/k^2) rate of the
+# unfloored schedule matters for the very tight tolerances of reference solutions.
+_MIN_STEP = {torch.float32: 0.01, torch.float64: 0.0}
 
 
 @functools.lru_cache(maxsize=64)
-def _dimensionless_steps(s0: float, g: float, n_steps: int) -> tuple:
+def _dimensionless_steps(s0: float, g: float, n_steps: int, s_min: float) -> tuple:
     """``(1 / (8 s_k), s_k / (1 + s_k), 1 + theta_k)`` for ``k < n_steps``, where ``s_k = tau_k lam``,
-    ``theta_k = (1 + 2 g s_k)^(-1/2)``, ``s_{k+1} = theta_k s_k`` and ``g = gamma / lam``."""
+    ``theta_k = (1 + 2 g s_k)^(-1/2)``, ``s_{k+1} = theta_k s_k`` and ``g = gamma / lam``; once
+    ``s_k`` would fall below ``s_min``, ``theta_k = 1`` and the steps stay constant."""
     out, s = [], s0
     for _ in range(n_steps):
         theta = (1 + 2 * g * s) ** -0.5
+        if s * theta < s_min:
+            theta = 1.0
         out.append((1 / (GRAD_NORM_SQ * s), s / (1 + s), 1 + theta))
         s *= theta
     return tuple(out)
@@ -354,51 +432,109 @@ def _step_table(lam_all: torch.Tensor, tau, gamma, n_steps: int):
     pipelined flow restarts them when it begins its next step) without per-iteration scalar work.
     """
     if tau is not None:
-        _check_positive(tau, "tau")
+        tau = _check_positive(tau, "tau")
     lam_min = float(lam_all.min())
     if gamma is not None:
-        if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma >= 0):
+        try:
+            g = float(_number(gamma, "gamma"))
+        except ValueError:
+            g = math.nan
+        if not (math.isfinite(g) and g >= 0):
             raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
+        gamma = g
         if gamma > lam_min:
             raise ValueError(f"gamma must not exceed lam (the strong convexity of the data term), "
                              f"got gamma={gamma} > min(lam)={lam_min:g}")
+    s_min = _MIN_STEP[lam_all.dtype]
     lams, rows = torch.unique(lam_all.double().cpu(), return_inverse=True)
     table = torch.empty(len(lams), n_steps, 3, dtype=torch.float64)
     for r, lam in enumerate(lams.tolist()):
         s0 = 0.25 if tau is None else float(tau) * lam            # tau_0 lam
         g = 0.25 if gamma is None else float(gamma) / lam          # gamma / lam
-        table[r] = torch.tensor(_dimensionless_steps(s0, g, n_steps))
+        table[r] = torch.tensor(_dimensionless_steps(s0, g, n_steps, s_min))
         table[r, :, 0] *= lam                                      # sigma_k = lam / (8 tau_k lam)
     return rows.to(lam_all.device), table.to(device=lam_all.device, dtype=lam_all.dtype)
+
+
+def _feasible_dual(py: torch.Tensor, px: torch.Tensor, vectorial: bool, dtype: torch.dtype):
+    """``p`` shrunk onto ``{|p(x)| <= 1}`` so that it stays inside after rounding to ``dtype``.
+
+    The solver's projection runs in the working precision and can leave ``|p|`` a rounding error
+    above 1, where ``D(p)`` is no longer a lower bound. Scaling by ``(1 - 2 eps) / |p|`` in float64
+    and rounding once keeps every pixel feasible: ``|fl(c p_i)| <= (1 + eps) c |p_i|``.
+    """
+    py64, px64 = py.double(), px.double()
+    sq = py64 * py64 + px64 * px64
+    if vectorial:
+        sq = sq.sum(dim=1, keepdim=True)
+    c = ((1 - 2 * torch.finfo(dtype).eps) * sq.rsqrt()).clamp_(max=1.0)
+    return (py64 * c).to(dtype), (px64 * c).to(dtype)
+
+
+def _certificate(u: torch.Tensor, py: torch.Tensor, px: torch.Tensor, f: torch.Tensor, lam,
+                 vectorial: bool) -> torch.Tensor:
+    """Duality gap per pixel ``(P(u) - D(p)) / (C H W)`` of the given pair, in float64, rounded up.
+
+    Everything is recomputed from the tensors as they are returned (``u``, ``p`` and ``f`` cast to
+    float64; ``p`` must be feasible), and a bound on float64's own rounding of the sums (far below
+    any tolerance) is added, so the value is an upper bound on the true gap of that pair.
+    ``lam`` is a number or a (B,) tensor.
+    """
+    u, py, px, f = (t.double().contiguous() for t in (u, py, px, f))
+    lam = lam.double().view(-1) if isinstance(lam, torch.Tensor) else float(lam)
+    gy, gx = torch.empty_like(u), torch.empty_like(u)
+    _grad_into(u, gy, gx)
+    tv_ = _pointwise_norm(gy, gx, vectorial).sum(dim=(1, 2, 3))
+    d = torch.empty_like(u)
+    _div_into(py, px, d)
+    fid = 0.5 * lam * (u - f).square().sum(dim=(1, 2, 3))
+    fd, dd = (f * d).sum(dim=(1, 2, 3)), 0.5 / lam * d.square().sum(dim=(1, 2, 3))
+    gap = tv_ + fid + fd + dd
+    rounding = 1e-13 * (tv_ + fid + fd.abs() + dd)
+    return (gap + rounding) / u[0].numel()
 
 
 class _Problems:
     """The problems of :func:`_solve`: data, step schedule, tolerances and the results so far."""
 
-    def __init__(self, f4, lam_all, per_image_lam, tols, max_iter, check_every, tau, gamma, warm, vectorial):
+    def __init__(self, f4, lam_all, per_image_lam, tols, max_iter, check_every, tau, gamma, warm, vectorial,
+                 relative=False):
         B, C, H, W = f4.shape
         self.f, self.warm, self.vectorial, self.max_iter = f4, warm, vectorial, max_iter
-        self.S = len(tols)
+        # relative: tols are multiples of each problem's own fidelity lam/2 ||u - f||^2 per pixel at
+        # the tested point; `scale` records the factor each problem finished with.
+        self.relative = relative
+        self.S = tols.shape[1]
+        self.scale = torch.ones((B, self.S), dtype=torch.float64, device=f4.device)
+        self.first = torch.zeros(B, dtype=torch.float64, device=f4.device)     # first step's fidelity
         self.lam = lam_all.view(-1, 1, 1, 1)
+        self.lam64 = lam_all.double()
         self.per_image_lam = per_image_lam
-        self.tol_of_step = torch.tensor(tols, dtype=f4.dtype, device=f4.device)
+        self.tol = tols.to(device=f4.device, dtype=torch.float64)             # (B, S)
         # Images are tested every check_every iterations, so one may run that much past max_iter.
         self.row, self.table = _step_table(lam_all, tau, gamma, max_iter + check_every)
         self.x = torch.empty((B, self.S, C, H, W), dtype=f4.dtype, device=f4.device)
         self.py, self.px = torch.empty_like(f4), torch.empty_like(f4)
         self.iters = torch.zeros((B, self.S), dtype=torch.int64, device=f4.device)
-        self.gap = torch.zeros((B, self.S), dtype=f4.dtype, device=f4.device)
+        self.gap = torch.zeros((B, self.S), dtype=torch.float64, device=f4.device)
 
 
 class _Slots:
     """The images being iterated, one per slot, with their Chambolle-Pock state.
 
+    The primal variable is kept as the step ``z = u - f`` from the data, not as ``u``: late in a
+    solve the primal update ``tau lam / (1 + tau lam) (v - u)`` falls below the rounding unit of
+    ``u`` (about 6e-8 for float32 values near 1) and float32 iterates stop improving at a gap near
+    5e-7 per pixel; ``z`` is an order of magnitude smaller than ``u``, and so is its rounding.
+    Gradients of ``u`` are ``grad f + grad z`` with ``grad f`` computed once per problem.
+
     ``idx`` is the image in each slot, ``step`` its current problem (flow step), ``it`` its
     iteration within that problem; ``lam4`` is a number, or (n, 1, 1, 1) with a per-image lam.
     """
 
+    _FIELDS = ("f", "gyf", "gxf", "py", "px", "z", "zbar", "w")
+
     def __init__(self, pr: _Problems, n: int):
-        C, H, W = pr.f.shape[1:]
         dev = pr.f.device
         self.idx = torch.arange(n, device=dev)
         self.step = torch.zeros(n, dtype=torch.int64, device=dev)
@@ -406,69 +542,112 @@ class _Slots:
         self.row = pr.row[:n].clone()
         self.lam4 = pr.lam[:n].clone() if pr.per_image_lam else float(pr.lam[0])
         self.inv_lam4 = 1 / self.lam4
-        self.f, self.py, self.px, self.u, self.ubar, self.v = (torch.empty_like(pr.f[:n]) for _ in range(6))
-        self.u_next = torch.empty_like(self.u)
-        self._scratch = [torch.empty_like(self.u) for _ in range(3)]
+        for name in self._FIELDS:
+            setattr(self, name, torch.empty_like(pr.f[:n]))
+        self.z_next = torch.empty_like(self.z)
+        self._scratch = [torch.empty_like(self.z) for _ in range(3)]
         self.gy, self.gx, self.tmp = self._scratch
         self.start(pr, slice(None), self.idx)
 
+    def _lam64(self, pr: _Problems):
+        return pr.lam64[self.idx] if pr.per_image_lam else float(pr.lam64[0])
+
+    def _set_data(self, sl, f: torch.Tensor) -> None:
+        """Data ``f`` (contiguous, for the slots ``sl``) and its gradient."""
+        gyf, gxf = torch.empty_like(f), torch.empty_like(f)
+        _grad_into(f, gyf, gxf)
+        self.f[sl], self.gyf[sl], self.gxf[sl] = f, gyf, gxf
+
     def start(self, pr: _Problems, sl, images) -> None:
         """Begin the first problem of ``images`` in slots ``sl``: from ``pr.warm``, or p = 0, u = f."""
-        self.f[sl] = pr.f[images]
+        self._set_data(sl, pr.f[images])
         if pr.warm is None:
-            self.py[sl], self.px[sl], self.u[sl] = 0, 0, pr.f[images]
+            self.py[sl], self.px[sl], self.z[sl] = 0, 0, 0
         else:
             py = pr.warm[images, :, 0].to(pr.f).contiguous()
             px = pr.warm[images, :, 1].to(pr.f).contiguous()
             _zero_boundary_(py, px)
             _project_unit_ball(py, px, pr.vectorial, torch.empty_like(py))
-            v = torch.empty_like(py)
-            _implied_primal_into(py, px, pr.f[images], 1 / pr.lam[images] if pr.per_image_lam else self.inv_lam4, v)
-            self.py[sl], self.px[sl], self.u[sl] = py, px, v
-        self.ubar[sl] = self.u[sl]
+            z = torch.empty_like(py)
+            _scaled_div_into(py, px, 1 / pr.lam[images] if pr.per_image_lam else self.inv_lam4, z)
+            self.py[sl], self.px[sl], self.z[sl] = py, px, z
+        self.zbar[sl] = self.z[sl]
 
     def iterate(self, pr: _Problems) -> None:
         """One iteration of Algorithm 2 for every slot, with the step sizes of each slot's iteration."""
         c = pr.table[self.row, self.it]              # (n, 3): sigma, primal weight, 1 + theta
         sigma, w_u, w_bar = (c[:, j].view(-1, 1, 1, 1) for j in range(3))
-        # p^{k+1} = proj(p^k + sigma_k grad ubar^k)
-        _grad_into(self.ubar, self.gy, self.gx)
+        # p^{k+1} = proj(p^k + sigma_k grad ubar^k), grad ubar = grad f + grad zbar
+        _grad_into(self.zbar, self.gy, self.gx)
+        self.gy.add_(self.gyf)
+        self.gx.add_(self.gxf)
         self.py.addcmul_(self.gy, sigma)
         self.px.addcmul_(self.gx, sigma)
         _project_unit_ball(self.py, self.px, pr.vectorial, self.tmp)
         # u^{k+1} = (u^k + tau div p^{k+1} + tau lam f) / (1 + tau lam) is the lerp from u^k to
-        # v = f + div(p^{k+1})/lam with weight tau lam / (1 + tau lam); the extrapolation
-        # ubar^{k+1} = u^{k+1} + theta (u^{k+1} - u^k) is a lerp with weight 1 + theta.
-        _implied_primal_into(self.py, self.px, self.f, self.inv_lam4, self.v)
-        torch.lerp(self.u, self.v, w_u, out=self.u_next)
-        torch.lerp(self.u, self.u_next, w_bar, out=self.ubar)
-        self.u, self.u_next = self.u_next, self.u
+        # f + div(p^{k+1})/lam with weight tau lam / (1 + tau lam); in z = u - f the same lerp runs
+        # from z^k to w = div(p^{k+1})/lam. The extrapolation zbar = z^{k+1} + theta (z^{k+1} - z^k)
+        # is a lerp with weight 1 + theta.
+        _scaled_div_into(self.py, self.px, self.inv_lam4, self.w)
+        torch.lerp(self.z, self.w, w_u, out=self.z_next)
+        torch.lerp(self.z, self.z_next, w_bar, out=self.zbar)
+        self.z, self.z_next = self.z_next, self.z
         self.it += 1
 
     def test(self, pr: _Problems):
-        """Gap at ``x = u + BLEND (v - u)``; record and return the slots whose problem is done."""
-        x = torch.lerp(self.u, self.v, _PRIMAL_BLEND)
-        gap = _gap_per_pixel(x, self.v, self.f, self.lam4, pr.vectorial, self.gy, self.gx, self.tmp)
-        done = (gap <= pr.tol_of_step[self.step]) | (self.it >= pr.max_iter)
-        if not bool(done.any()):
+        """Gap at ``x = u + BLEND (v - u)``; record and return the slots whose problem is done.
+
+        The gap of every slot is evaluated in the working precision with float64 sums; a slot that
+        passes is certified again in float64 from what would be returned (``f + z`` rounded, and a
+        feasible ``p``), and only that certificate finishes it and is reported.
+        """
+        xz = torch.lerp(self.z, self.w, _PRIMAL_BLEND)
+        lam64 = self._lam64(pr)
+        tv_, fidelity, dual = _gap_terms(xz, self.w, self.f, self.gyf, self.gxf, lam64, pr.vectorial,
+                                         self.gy, self.gx)
+        npix = self.f[0].numel()
+        gap = (tv_ + fidelity - dual) / npix
+        tol = pr.tol[self.idx, self.step]
+        if pr.relative:
+            # Relative to the step's own size; once the flow has all but stopped (a nearly flat
+            # image), relative to the first step's; never below what the dtype's rounding can certify.
+            size = torch.maximum(fidelity, _FLAT_FLOW * pr.first[self.idx])
+            floor = _ROUNDING_UNITS * torch.finfo(self.f.dtype).eps * (tv_ + fidelity + dual.abs())
+            tol = torch.maximum(tol * size, floor) / npix
+        capped = self.it >= pr.max_iter
+        cand = ((gap <= tol) | capped).nonzero().view(-1)
+        if len(cand) == 0:
             return None, None
-        self.u[done] = x[done]
-        i, s = self.idx[done], self.step[done]
-        pr.x[i, s], pr.iters[i, s], pr.gap[i, s] = self.u[done], self.it[done], gap[done]
+        x = self.f[cand] + xz[cand]
+        py, px = _feasible_dual(self.py[cand], self.px[cand], pr.vectorial, self.py.dtype)
+        cert = _certificate(x, py, px, self.f[cand], lam64[cand] if isinstance(lam64, torch.Tensor) else lam64,
+                            pr.vectorial)
+        ok = (cert <= tol[cand]) | capped[cand]
+        if not bool(ok.any()):
+            return None, None
+        sel = cand[ok]
+        done = torch.zeros_like(capped)
+        done[sel] = True
+        i, s = self.idx[sel], self.step[sel]
+        pr.x[i, s], pr.iters[i, s], pr.gap[i, s] = x[ok], self.it[sel], cert[ok]
+        if pr.relative:
+            pr.scale[i, s] = tol[sel] / pr.tol[i, s]
+            pr.first[i] = torch.where(s == 0, fidelity[sel], pr.first[i])
+        self.f[sel], self.py[sel], self.px[sel] = x[ok], py[ok], px[ok]
         last = done & (self.step == pr.S - 1)
         pr.py[self.idx[last]], pr.px[self.idx[last]] = self.py[last], self.px[last]
         return done & ~last, last
 
     def advance(self, pr: _Problems, mask) -> None:
-        """The next flow step for slots ``mask``: data = the solution, warm dual, fresh step sizes."""
+        """The next flow step for slots ``mask``: data = the solution (already in ``f``), warm dual,
+        the primal it implies, fresh step sizes."""
         self.step[mask] += 1
         self.it[mask] = 0
-        self.f[mask] = self.u[mask]
-        v = torch.empty_like(self.u[mask])
-        _implied_primal_into(self.py[mask], self.px[mask], self.f[mask],
-                             self.inv_lam4[mask] if pr.per_image_lam else self.inv_lam4, v)
-        self.u[mask] = v
-        self.ubar[mask] = v
+        self._set_data(mask, self.f[mask])
+        z = torch.empty_like(self.z[mask])
+        _scaled_div_into(self.py[mask], self.px[mask], self.inv_lam4[mask] if pr.per_image_lam else self.inv_lam4, z)
+        self.z[mask] = z
+        self.zbar[mask] = z
 
     def refill(self, pr: _Problems, free: torch.Tensor, images: torch.Tensor) -> None:
         """Slots ``free`` take the waiting ``images``."""
@@ -480,20 +659,21 @@ class _Slots:
 
     def keep(self, mask) -> None:
         """Drop the slots outside ``mask`` (no image waits to take them)."""
-        for name in ("idx", "step", "it", "row", "f", "py", "px", "u", "ubar", "v"):
+        for name in ("idx", "step", "it", "row") + self._FIELDS:
             setattr(self, name, getattr(self, name)[mask])
         if isinstance(self.lam4, torch.Tensor):
             self.lam4, self.inv_lam4 = self.lam4[mask], self.inv_lam4[mask]
-        self.u_next = torch.empty_like(self.u)
+        self.z_next = torch.empty_like(self.z)
         n = len(self.idx)
         self.gy, self.gx, self.tmp = (t[:n] for t in self._scratch)
 
 
-def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_every, tau, gamma, slots):
-    """Chambolle-Pock iterations for ``S = len(tols)`` consecutive problems per image.
+def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_every, tau, gamma, slots,
+           relative=False):
+    """Chambolle-Pock iterations for ``S = tols.shape[1]`` consecutive problems per image.
 
     Problem ``s`` of image ``i`` is ROF with data ``x_{s-1}``, the solution of problem ``s-1``
-    (``x_{-1} = f``), solved to a gap per pixel ``tols[s]``: one ROF solve for ``S = 1``, the
+    (``x_{-1} = f``), solved to a gap per pixel ``tols[i, s]``: one ROF solve for ``S = 1``, the
     implicit TV flow for ``S > 1``.
 
     At most ``slots`` images are iterated at a time, and the work is streamed: an image that
@@ -503,10 +683,10 @@ def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_ev
     piece), and the working arrays stay small enough for the CPU caches. Every image follows the
     same iterations as it would alone.
 
-    Returns the solutions (B, S, C, H, W), the last dual field (p_y, p_x), iterations (B, S) and
-    the gaps per pixel (B, S).
+    Returns the solutions (B, S, C, H, W), the last (feasible) dual field (p_y, p_x), iterations
+    (B, S) and the certified gaps per pixel (B, S, float64).
     """
-    pr = _Problems(f4, lam_all, per_image_lam, tols, max_iter, check_every, tau, gamma, warm, vectorial)
+    pr = _Problems(f4, lam_all, per_image_lam, tols, max_iter, check_every, tau, gamma, warm, vectorial, relative)
     B = f4.shape[0]
     w = _Slots(pr, min(B, slots))
     waiting = len(w.idx)                              # the next image to take a slot
@@ -531,7 +711,7 @@ def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_ev
             break
         if last.any():
             w.keep(~last)
-    return pr.x, pr.py, pr.px, pr.iters, pr.gap
+    return pr.x, pr.py, pr.px, pr.iters, pr.gap, pr.scale
 
 
 def rof(f: torch.Tensor, lam: Lam, *, tol: float = 1e-4, max_iter: int = 2000,
@@ -562,16 +742,29 @@ def rof(f: torch.Tensor, lam: Lam, *, tol: float = 1e-4, max_iter: int = 2000,
     whose gap per pixel is ``<= tol`` is finished, ``x`` is returned, and the image leaves the
     working batch. The gap certifies the result: ``lam/2 ||x - u*||^2 <= P(x) - D(p)``.
 
+    Precision. The reported gap is a true upper bound for what is returned: an image that passes
+    the test is certified again in float64 from the returned ``u`` and a dual ``p`` kept feasible
+    (``|p| <= 1`` after rounding), plus a bound on float64's own rounding; only that certificate
+    finishes it and is reported. The iterates are kept as ``z = u - f`` and every sum is
+    accumulated in float64, so float32 reaches gaps of about 5e-8 per pixel on 256x256 photos
+    (where iterating on ``u`` itself stalled near 5e-7, and float32 sums over 262k pixels
+    reported gaps 4% below the true ones). Past about 380 iterations the float32 steps stop
+    shrinking (Algorithm 1 from there on), since ever smaller primal steps drown in rounding.
+    float16 and bfloat16 inputs are solved in float32 to ``tol`` and returned in their dtype; their
+    ``info.gap`` is that of the rounded result (about 1e-4 per pixel for float16 images in
+    [-1, 1], more for bfloat16), which may exceed ``tol``.
+
     On CPU at most about 2^18 pixels are iterated at a time (the arrays then stay in the caches);
     further images wait and take the place of finished ones. Between gap checks the loop makes
     no host-device synchronisation: the step sizes of every iteration are tabulated up front.
 
     Parameters
     ----------
-    f : Tensor, shape (B, C, H, W), (C, H, W) or (H, W), float32 or float64
-        Images to denoise (any range; the toolkit uses [-1, 1]).
+    f : Tensor, shape (B, C, H, W), (C, H, W) or (H, W), float16, bfloat16, float32 or float64
+        Images to denoise (any range; the toolkit uses [-1, 1]). Not differentiable: a tensor that
+        requires grad is refused outside ``torch.no_grad()``.
     lam : float or Tensor of shape (B,)
-        Fidelity weight, per image if a tensor. Larger ``lam`` removes less. Equals
+        Fidelity weight (a Python or numpy number, a 0-d tensor), per image if a (B,) tensor. Larger ``lam`` removes less. Equals
         ``1/weight`` of scikit-image's ``denoise_tv_chambolle`` and ``1/dt`` of a TV-flow step.
     tol : float
         Stopping tolerance on the duality gap per pixel, ``(P(u) - D(p)) / (C H W)``.
@@ -602,43 +795,50 @@ def rof(f: torch.Tensor, lam: Lam, *, tol: float = 1e-4, max_iter: int = 2000,
     info : RofInfo, only if ``return_info``
     """
     f4, restore = _as_batch(f, "f")
-    _check_solver_args(tol, max_iter, check_every)
+    tol, max_iter, check_every = _check_solver_args(tol, max_iter, check_every)
     B, C, H, W = f4.shape
     lam_all = _lam_per_image(lam, B, f4)
     if warm is not None and (not isinstance(warm, torch.Tensor) or tuple(warm.shape) != (B, C, 2, H, W)):
         shape = tuple(warm.shape) if isinstance(warm, torch.Tensor) else type(warm).__name__
         raise ValueError(f"warm must be a dual field of shape {(B, C, 2, H, W)}, got {shape}")
+    if warm is not None:
+        _check_tensor(warm, "warm")
 
-    x, py, px, iters, gap = _solve_batch(f4, lam_all, isinstance(lam, torch.Tensor) and lam.numel() > 1, [tol],
-                                         max_iter, vectorial, warm, check_every, tau, gamma)
-    _warn_unconverged("rof", gap, [tol], max_iter)
+    tols = torch.full((B, 1), tol, dtype=torch.float64)
+    per_image_lam = isinstance(lam, torch.Tensor) and lam.numel() > 1
+    x, py, px, iters, gap, _ = _solve_batch(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm,
+                                            check_every, tau, gamma)
+    _warn_unconverged("rof", gap, tols, max_iter)
     u_res = restore(x[:, 0])
+    if u_res.dtype != f4.dtype:
+        # Half precision: certify what is returned, the rounded solution and a dual kept feasible.
+        py, px = _feasible_dual(py, px, vectorial, u_res.dtype)
+        gap[:, 0] = _certificate(u_res.reshape(f4.shape), py, px, f.reshape(f4.shape), lam_all.double(), vectorial)
     if not return_info:
         return u_res
     return u_res, RofInfo(iters=iters[:, 0], gap=gap[:, 0], dual=torch.stack((py, px), dim=2))
 
 
-def _check_solver_args(tol, max_iter, check_every) -> None:
-    _check_positive(tol, "tol")
-    if not (isinstance(max_iter, int) and max_iter > 0):
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
-    if not (isinstance(check_every, int) and check_every > 0):
-        raise ValueError(f"check_every must be a positive integer, got {check_every!r}")
+def _check_solver_args(tol, max_iter, check_every) -> tuple:
+    return (_check_positive(tol, "tol"), _check_count(max_iter, "max_iter", "of iterations"),
+            _check_count(check_every, "check_every", "of iterations"))
 
 
-def _solve_batch(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_every, tau, gamma):
+def _solve_batch(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_every, tau, gamma,
+                 relative=False):
     """:func:`_solve` on contiguous input; on CPU with a working batch that fits in the caches."""
     f4 = f4.contiguous()
     B, C, H, W = f4.shape
     slots = max(1, _cpu_chunk_elems() // (C * H * W)) if f4.device.type == "cpu" else B
-    return _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_every, tau, gamma, slots)
+    return _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_every, tau, gamma, slots,
+                  relative)
 
 
 def _warn_unconverged(who: str, gap: torch.Tensor, tols, max_iter: int) -> None:
-    over = gap > torch.tensor(tols, dtype=gap.dtype, device=gap.device)
+    over = gap > tols.to(gap.device)
     if over.any():
         warnings.warn(f"{who}: {int(over.any(dim=1).sum())} of {gap.shape[0]} images did not reach gap/pixel "
-                      f"<= {min(tols):g} in {max_iter} iterations "
+                      f"<= {float(tols.min()):g} in {max_iter} iterations "
                       f"(worst gap {float(gap.max()):.3g}); raise max_iter", RuntimeWarning, stacklevel=3)
 
 
@@ -665,6 +865,8 @@ class SpectralDecomposition:
         Spectrum ``S(t_n) = ||phi_n||_1`` per image.
     iters : (B, N+1)
         Chambolle-Pock iterations of each flow step.
+    gap : (B, N+1) float64
+        Certified duality gap per pixel of each flow step (see :class:`RofInfo`).
     lam : float
     """
     u: torch.Tensor
@@ -673,6 +875,7 @@ class SpectralDecomposition:
     t: torch.Tensor
     S: torch.Tensor
     iters: torch.Tensor
+    gap: torch.Tensor
     lam: float
 
     @property
@@ -694,6 +897,23 @@ class SpectralDecomposition:
         return torch.einsum("bn,bnchw->bchw", g, self.phi) + self.residual
 
 
+def flow_bands(u: torch.Tensor):
+    """Bands and residual from TV-flow states ``u`` of shape (B, N+2, C, H, W), ``u[:, 0] = f``.
+
+    ``phi_n = n (u_{n-1} - 2 u_n + u_{n+1})`` for ``n = 1..N`` and ``residual = (N+1) u_N - N u_{N+1}``,
+    the discrete ``phi(t) = t u_tt`` of Gilboa (2014) at ``t_n = n dt`` and what the first ``N``
+    bands leave of ``f``. Any flow (another solver's, a reference's) gives its bands this way.
+    """
+    if not isinstance(u, torch.Tensor) or u.dim() != 5 or u.shape[1] < 3:
+        shape = tuple(u.shape) if isinstance(u, torch.Tensor) else type(u).__name__
+        raise ValueError(f"u must hold flow states of shape (B, N+2, C, H, W) with N >= 1, got {shape}")
+    N = u.shape[1] - 2
+    n = torch.arange(1, N + 1, dtype=u.dtype, device=u.device).view(1, N, 1, 1, 1)
+    phi = n * (u[:, :N] - 2 * u[:, 1:N + 1] + u[:, 2:N + 2])
+    residual = (N + 1) * u[:, N] - N * u[:, N + 1]
+    return phi, residual
+
+
 def band_gains(N: int, keep: Sequence[int], gain: float = 1.0, other: float = 0.0) -> list:
     """Gains for :meth:`SpectralDecomposition.reconstruct` that keep bands ``keep`` (1-based).
 
@@ -708,25 +928,23 @@ def band_gains(N: int, keep: Sequence[int], gain: float = 1.0, other: float = 0.
     return [gain if n in keep else other for n in range(1, N + 1)]
 
 
-def flow_tolerances(tol: float, n_steps: int) -> list:
-    """Duality gap per pixel of each TV-flow step: ``tol * k**(-3/2)`` for step ``k = 1..n_steps``.
+def flow_tolerances(tol: float, n_steps: int, relative: bool = False) -> list:
+    """Tolerance of each TV-flow step ``k = 1..n_steps``: ``tol * k**(-3/2)``, or ``tol * k**(-1/2)``
+    for the relative tolerances of :func:`spectral`'s default.
 
     Band ``n`` is ``n`` times a second difference of flow states, so an error in state ``k``
     reaches bands ``k-1..k+1`` amplified about ``k`` times. A state error is at most
-    ``sqrt(2 gap / lam)`` per pixel, so a gap that shrinks like ``k**-2`` would hold every band's
-    worst case at one level; errors of consecutive warm-started steps are correlated and partly
-    cancel in the difference, and on real images ``k**(-3/2)`` gives the most even band errors
-    (measured: ``k**-1`` leaves the coarse bands 2x worse, ``k**-2`` the fine ones).
+    ``sqrt(2 gap / lam)`` per pixel. With absolute gaps, ``k**(-3/2)`` gives the most even band
+    errors on real images (measured: ``k**-1`` leaves the coarse bands 2x worse, ``k**-2`` the fine
+    ones). Relative gaps are multiples of the step's own fidelity ``lam/2 ||u_k - u_{k-1}||^2``,
+    which already falls with ``k`` (about like ``k**-1.6`` on CIFAR-10), so ``k**(-1/2)`` is enough
+    (measured: ``k**0`` leaves the coarse bands 2x worse, ``k**-1`` costs 30% more iterations).
     """
-    return [tol * k ** -1.5 for k in range(1, n_steps + 1)]
+    power = _FLOW_POWER["relative" if relative else "absolute"]
+    return [tol * k ** -power for k in range(1, n_steps + 1)]
 
 
-def _check_N(N) -> None:
-    if not (isinstance(N, int) and N > 0):
-        raise ValueError(f"N must be a positive integer number of bands, got {N!r}")
-
-
-def spectral(f: torch.Tensor, N: int = 5, lam: float = 7.0, *, tol: float = SPECTRAL_TOL,
+def spectral(f: torch.Tensor, N: int = 5, lam: float = 7.0, *, tol: Optional[float] = None,
              vectorial: bool = False, max_iter: int = 2000) -> SpectralDecomposition:
     """Spectral TV decomposition of a batch into ``N`` bands and a residual.
 
@@ -743,17 +961,29 @@ def spectral(f: torch.Tensor, N: int = 5, lam: float = 7.0, *, tol: float = SPEC
 
     Accuracy. A band is ``n`` times a second difference of flow states, so it amplifies the
     error of each solve, more for the coarser bands: with one tolerance for every step (the
-    dissertation's scheme, and this module's before) the bands of CIFAR-10 images at a gap of
-    1e-4 per pixel were off by 3% (phi_1) to 19% (phi_5). Step ``k`` is therefore solved to
-    ``tol k^(-3/2)`` (:func:`flow_tolerances`). With the default ``tol`` every band phi_1..phi_5
-    of 32x32 CIFAR-10 images in [-1, 1] at ``lam = 7`` lies within 2% relative L2 error (over the
-    batch) of a float64 decomposition whose every step is solved to a gap of 1e-10 per pixel
-    (measured: at most 1.8%; ``tests/test_pock.py`` checks the 2% on scikit-image's sample
-    photographs). The error scales roughly like ``sqrt(tol)``: pass a smaller ``tol`` for tighter
-    bands, a larger one for speed. The tolerance is per pixel, and larger images of the same scene
-    are smoother per pixel, with weaker bands: ``bench_pock.py`` measured a worst band error of
-    2.9% at 64x64 and 6.9% at 256x256 (Imagenette) with the default, so about ``tol / 2`` keeps
-    64x64 bands within 2%, ``tol / 12`` 256x256 ones.
+    dissertation's scheme) the bands of CIFAR-10 images at a gap of 1e-4 per pixel were off by 3%
+    (phi_1) to 19% (phi_5). And a tolerance per pixel does not carry across image sizes: larger
+    images of a scene are smoother per pixel and their bands weaker, so one absolute tolerance
+    that kept 32x32 bands within 1.5% left 64x64 ones at 3% and 256x256 ones at 7%.
+
+    So by default (``tol=None``) the tolerance is scale-aware: step ``k`` of each image stops when
+    its certified gap is at most ``SPECTRAL_TOL k^(-1/2)`` times the step's own fidelity
+    ``lam/2 ||u_k - u_{k-1}||^2`` (both per pixel, measured at the returned point), i.e. each flow
+    step's increment is known to a fixed relative accuracy (:func:`flow_tolerances`). A gap below
+    eight rounding units of the energies is never asked for (nearly flat images in float32). With
+    it every band phi_1..phi_5 of real photographs in [-1, 1] at ``lam = 7`` lies within 2%
+    relative L2 error (over a batch) of a float64 decomposition solved to a gap of 1e-9 per pixel,
+    at every size measured: at most 1.5% at 32x32 (CIFAR-10), 1.7% at 64x64 (Imagenette), 1.8% at
+    128x128 and {P256} at 256x256 (``bench_pock.py`` reports it per size; ``tests/test_pock.py``
+    checks 2% on scikit-image's photographs). The band error scales roughly like the square root
+    of the tolerance.
+
+    An explicit ``tol`` is an absolute duality gap per pixel for the first step, ``tol k^(-3/2)``
+    for step ``k``, as in :func:`rof`.
+
+    Precision. float32 certifies gaps down to about 5e-8 per pixel (the solver iterates on
+    ``u - f`` with float64 sums, see :func:`rof`); float16 and bfloat16 input is decomposed in
+    float32 and every field returned in the input's dtype.
 
     Parameters
     ----------
@@ -762,8 +992,9 @@ def spectral(f: torch.Tensor, N: int = 5, lam: float = 7.0, *, tol: float = SPEC
         Number of bands.
     lam : float
         ``1/dt`` of the flow; the dissertation uses 7 for images in [-1, 1].
-    tol : float
-        Duality gap per pixel of the first flow step; step ``k`` is solved to ``tol k^(-3/2)``.
+    tol : float, optional
+        None: the scale-aware default above. A number: the absolute duality gap per pixel of the
+        first flow step; step ``k`` is solved to ``tol k^(-3/2)``.
     vectorial : bool
         Colour TV coupling the channels (see :func:`tv`).
     max_iter : int
@@ -774,34 +1005,38 @@ def spectral(f: torch.Tensor, N: int = 5, lam: float = 7.0, *, tol: float = SPEC
     SpectralDecomposition
         Batched fields; a single image of shape (C, H, W) or (H, W) gives batch size 1.
     """
-    f4, _ = _as_batch(f, "f")
-    _check_N(N)
-    _check_positive(lam, "lam")
-    _check_solver_args(tol, max_iter, 10)
-    tols = flow_tolerances(tol, N + 1)
+    f4, restore = _as_batch(f, "f")
+    N = _check_count(N, "N", "number of bands")
+    lam = _check_positive(lam, "lam")
+    relative = tol is None
+    tol, max_iter, _ = _check_solver_args(SPECTRAL_TOL if relative else tol, max_iter, 10)
+    tols = torch.tensor(flow_tolerances(tol, N + 1, relative), dtype=torch.float64).expand(f4.shape[0], -1)
     # Each flow step is warm-started from the previous step's dual field (see _solve).
-    x, _, _, iters, gap = _solve_batch(f4, _lam_per_image(float(lam), f4.shape[0], f4), False, tols,
-                                       max_iter, vectorial, None, 10, None, None)
+    x, _, _, iters, gap, scale = _solve_batch(f4, _lam_per_image(lam, f4.shape[0], f4), False, tols, max_iter,
+                                              vectorial, None, 10, None, None, relative)
+    if relative:
+        tols = tols * scale.cpu()
     _warn_unconverged("spectral", gap, tols, max_iter)
+    dtype = restore(f4[:1, :1, :1, :1]).dtype        # the caller's dtype (half precision is solved in float32)
     u = torch.cat((f4.unsqueeze(1), x), dim=1)
-    n = torch.arange(1, N + 1, dtype=f4.dtype, device=f4.device).view(1, N, 1, 1, 1)
-    phi = n * (u[:, :N] - 2 * u[:, 1:N + 1] + u[:, 2:N + 2])
-    residual = (N + 1) * u[:, N] - N * u[:, N + 1]
+    phi, residual = flow_bands(u)
     t = torch.arange(1, N + 1, dtype=f4.dtype, device=f4.device) / lam
     S = phi.abs().sum(dim=(2, 3, 4))
-    return SpectralDecomposition(u=u, phi=phi, residual=residual, t=t, S=S, iters=iters, lam=float(lam))
+    u, phi, residual, t, S = (v.to(dtype) for v in (u, phi, residual, t, S))
+    return SpectralDecomposition(u=u, phi=phi, residual=residual, t=t, S=S, iters=iters, gap=gap, lam=lam)
 
 
 # --------------------------------------------------------------------------- augmentation
 
 def _check_gains(gains) -> tuple:
-    """``gains`` as ``(lo, hi)``; both Python ints selects the integer draw (see :func:`random_gains`)."""
+    """``gains`` as ``(lo, hi)`` of Python numbers; two integers (Python, numpy or 0-d tensor) select
+    the integer draw (see :func:`random_gains`)."""
     try:
         lo, hi = gains
+        lo, hi = _number(lo, "gains"), _number(hi, "gains")
     except (TypeError, ValueError):
-        raise ValueError(f"gains must be a pair (lo, hi), got {gains!r}") from None
-    ok = all(isinstance(g, (int, float)) and not isinstance(g, bool) and math.isfinite(g) for g in (lo, hi))
-    if not ok or hi <= lo or lo < 0:
+        raise ValueError(f"gains must be a pair of numbers (lo, hi), got {gains!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo or lo < 0:
         raise ValueError(f"gains must be a range [lo, hi) with 0 <= lo < hi, got {tuple(gains)}")
     return lo, hi
 
@@ -848,15 +1083,18 @@ def amplify_bands(f: torch.Tensor, phi_sel: torch.Tensor, k: torch.Tensor) -> to
 
 
 def _check_bands(bands) -> tuple:
-    bands = tuple(int(b) for b in bands)
-    if not bands or min(bands) < 1:
-        raise ValueError(f"bands must be a non-empty list of 1-based band indices, got {bands}")
-    return bands
+    try:
+        out = tuple(_check_count(b, "band", "index") for b in bands)
+    except (TypeError, ValueError):
+        out = ()
+    if not out:
+        raise ValueError(f"bands must be a non-empty list of 1-based band indices, got {bands!r}")
+    return out
 
 
 def spectral_augment(f: torch.Tensor, bands: Sequence[int] = (1, 2), gains=(3, 5), lam: float = 7.0, *,
                      per_image: bool = True, generator: Optional[torch.Generator] = None,
-                     tol: float = SPECTRAL_TOL, vectorial: bool = False) -> torch.Tensor:
+                     tol: Optional[float] = None, vectorial: bool = False) -> torch.Tensor:
     """Spectral TV augmentation: ``w = f + sum_{j in bands} (k_j - 1) phi_j``.
 
     The chosen bands (1-based; band 1 is the finest scale) are amplified by integer gains ``k_j``
@@ -884,14 +1122,14 @@ class SpectralAugment(nn.Module):
     """
 
     def __init__(self, bands: Sequence[int] = (1, 2), gains=(3, 5), lam: float = 7.0, *,
-                 per_image: bool = True, tol: float = SPECTRAL_TOL, vectorial: bool = False,
+                 per_image: bool = True, tol: Optional[float] = None, vectorial: bool = False,
                  generator: Optional[torch.Generator] = None):
         super().__init__()
         self.bands = _check_bands(bands)
-        _check_positive(lam, "lam")
-        _check_positive(tol, "tol")
-        _check_gains(gains)
-        self.gains, self.lam, self.per_image = tuple(gains), float(lam), per_image
+        lam = _check_positive(lam, "lam")
+        if tol is not None:
+            tol = _check_positive(tol, "tol")
+        self.gains, self.lam, self.per_image = _check_gains(gains), lam, per_image
         self.tol, self.vectorial, self.generator = tol, vectorial, generator
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
