@@ -142,6 +142,9 @@ def generate_sets(args, runs: dict, n_fake: int, device) -> tuple:
             group += f" @{ckpt['args']['max_steps']} steps"
         results[name] = {"run": str(d), "mode": m["mode"], "group": group,
                          "generator_updates": ckpt["state"]["global_step"], "stage_evaluated": stage,
+                         # components: the evaluated u_0 generator got only its stage's share of the updates
+                         "evaluated_generator_updates": sum(r["steps"] for r in ckpt["records"]
+                                                            if r.get("stage") == stage and "steps" in r),
                          "n_fake": n_fake, "seed": ckpt["args"]["seed"]}
         if comps is not None:
             results[name]["max_abs_image_minus_sum_of_bands"] = err

@@ -14,12 +14,19 @@ from typing import Optional
 from io_utils import atomic_write_bytes
 
 from .profiles import CONDITIONS, LABELS
+from .stats import LAST_K
 from .summary import DatasetSummary, Row, Summary
 
-__all__ = ["accuracy", "curves", "confusion", "ablation", "COLORS"]
+__all__ = ["accuracy", "curves", "delta", "confusion", "ablation", "COLORS", "CLASS_NAMES"]
 
 COLORS = {c: f"C{i}" for i, c in enumerate(CONDITIONS)}
 DPI = 90
+# Imagenette's class folders are ImageNet WordNet ids; a reader wants the names.
+CLASS_NAMES = {"n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
+               "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
+               "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball",
+               "n03888605": "parachute"}
+MAX_CLASSES = 12                  # more classes than this cannot be labelled legibly: no confusion figure
 
 
 def _plt():
@@ -38,9 +45,9 @@ def _save(fig, path: Path) -> None:
 
 
 def _dots(ax, rows: list, colors: list) -> None:
-    """Each seed as a dot, the mean ± std as a square with error bar, one column per row."""
+    """Each seed's primary metric as a dot, the mean ± std as a square with error bar, one column per row."""
     for i, (row, color) in enumerate(zip(rows, colors)):
-        xs = [100 * r.test_acc for r in row.runs]
+        xs = [100 * r.primary for r in row.runs]
         ax.plot([i - 0.1] * len(xs), xs, "o", color=color, alpha=0.5, ms=4)
         ax.errorbar([i + 0.1], [100 * row.acc.mean], yerr=[100 * (row.acc.sd or 0)], fmt="s", color=color, capsize=4)
     ax.set_xticks(range(len(rows)), [row.label for row in rows], rotation=20, fontsize=8)
@@ -57,8 +64,9 @@ def accuracy(s: Summary, path: Path) -> Optional[str]:
         fig, axes = plt.subplots(1, len(sets), figsize=(3.8 * len(sets), 3.3), squeeze=False)
         for ax, d in zip(axes[0], sets):
             _dots(ax, list(d.main), [COLORS[r.key] for r in d.main])
-            ax.set(title=d.title, ylabel="test accuracy (%)")
-        fig.suptitle("test accuracy: seeds (dots), mean ± std (squares)", fontsize=9)
+            ax.set(title=d.title, ylabel="test accuracy, last 5 epochs (%)")
+        fig.suptitle("test accuracy averaged over each run's last 5 epochs: seeds (dots), mean ± std (squares)",
+                     fontsize=9)
         fig.tight_layout()
         _save(fig, path)
     return path.name
@@ -92,25 +100,52 @@ def curves(d: DatasetSummary, path: Path) -> Optional[str]:
     return path.name
 
 
-def confusion(d: DatasetSummary, path: Path) -> Optional[str]:
-    """Row-normalised confusion matrices of the tested checkpoints, side by side."""
-    import numpy as np
+def delta(d: DatasetSummary, path: Path) -> Optional[str]:
+    """spectral - plain test accuracy per epoch with its 95% Welch CI, and the last-5 window shaded."""
     plt = _plt()
-    if not d.confusion:
+    if not d.delta_curve:
         return None
     with plt.style.context("default"):
-        fig, axes = plt.subplots(1, len(d.confusion), figsize=(4.2 * len(d.confusion), 4.0), squeeze=False)
+        fig, ax = plt.subplots(figsize=(5.6, 3.2))
+        ep = [e for e, _ in d.delta_curve]
+        ax.fill_between(ep, [100 * c.low for _, c in d.delta_curve], [100 * c.high for _, c in d.delta_curve],
+                        color="C1", alpha=0.2, lw=0, label="95% CI (Welch)")
+        ax.plot(ep, [100 * c.diff for _, c in d.delta_curve], "o-", ms=3, color="C1", label="spectral - plain")
+        ax.axhline(0, color="0.4", lw=1)
+        ax.axvspan(ep[max(0, len(ep) - LAST_K)] - 0.5, ep[-1] + 0.5, color="0.9", lw=0, zorder=0,
+                   label=f"last {LAST_K} epochs (primary metric)")
+        from matplotlib.ticker import MaxNLocator
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="epoch", ylabel="Δ test accuracy (points)", title=f"{d.title}: spectral - plain per epoch")
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        _save(fig, path)
+    return path.name
+
+
+def confusion(d: DatasetSummary, path: Path) -> Optional[str]:
+    """Row-normalised confusion matrices of the tested checkpoints side by side, with class names and a colour
+    bar; none for more than MAX_CLASSES classes."""
+    import numpy as np
+    plt = _plt()
+    if not d.confusion or len(d.confusion[0].confusion[0]) > MAX_CLASSES:
+        return None
+    with plt.style.context("default"):
+        fig, axes = plt.subplots(1, len(d.confusion), figsize=(4.6 * len(d.confusion) + 0.8, 4.6), squeeze=False,
+                                 layout="constrained")
         for ax, r in zip(axes[0], d.confusion):
             classes, rows = r.confusion
+            names = [CLASS_NAMES.get(c, c)[:16] for c in classes]
             cm = np.array(rows, dtype=float)
-            ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
-            if len(classes) <= 12:
-                ax.set_xticks(range(len(classes)), [c[:10] for c in classes], rotation=90, fontsize=6)
-                ax.set_yticks(range(len(classes)), [c[:10] for c in classes], fontsize=6)
+            im = ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+            ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
+            ax.set_yticks(range(len(names)), names, fontsize=7)
             ax.set(xlabel="predicted", ylabel="true", title=f"{LABELS[r.condition]}, seed {r.seed}: "
                                                             f"top-1 {100 * r.test_top1:.1f}%")
             ax.title.set_fontsize(8)
-        fig.tight_layout()
+        fig.colorbar(im, ax=list(axes[0]), fraction=0.03, label="fraction of the true class")
         _save(fig, path)
     return path.name
 

@@ -155,7 +155,7 @@ def _dissertation_datasets(batch: int, large: int) -> tuple:
 SMOKE = Profile(
     name="smoke",
     description="tiny generated data (8 CIFAR-10 images per class at 32x32, 2 epochs): checks the pipeline only",
-    device="cpu", jobs=2, threads=1, generated_data=True, report="RESULTS-smoke.md", release="smoke",
+    device="cpu", jobs=2, threads=1, generated_data=True, report="RESULTS-smoke.md",
     datasets=(DatasetPlan("cifar10", _budget(None, 32, 2, 16), seeds=(0, 1), concat_epochs=1, concat_seeds=(0,),
                           ablation=("1.5,2.5",), ablation_seeds=(0,), confusion=("plain", "spectral"),
                           eval_note="its test split (80 images)",
