@@ -29,6 +29,7 @@ __all__ = ["README_START", "README_END", "write", "render", "readme_block", "upd
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 THROUGHPUT = REPO / "results" / "throughput_cpu.json"
+EXAMPLES = REPO / "results" / "examples" / "example_grid.png"
 
 
 # ------------------------------------------------------------------------------------- format
@@ -149,6 +150,18 @@ def _matching(s: Summary) -> list:
     return out
 
 
+def _examples(s: Summary) -> list:
+    """The committed example grid (drawn from the archives by ``python -m experiments.examples``, not here)."""
+    if s.profile.generated_data or not EXAMPLES.is_file():
+        return []
+    rel = EXAMPLES.relative_to(REPO).as_posix()
+    return [f"![what each condition does to a training image]({rel})", "",
+            "What the conditions do to one training image of CIFAR-10 (32 px) and Imagenette (64 px): the TV bands "
+            "phi_1 and phi_2, the spectral augmentation at each gain, the ablation's ranges (at their middle) and the "
+            "matched unsharp mask (at the middle of its range), each with its perturbation size ‖w - f‖ "
+            f"(`python -m experiments.examples`, committed as `{rel}`).", ""]
+
+
 def _setup(s: Summary) -> list:
     out = ["## Setup", "", "| dataset | training images | size | epochs | batch | Adam lr | evaluated on | seeds | "
            "jobs done / pending / stale |", "|---|---:|---:|---:|---:|---:|---|---:|---|"]
@@ -177,7 +190,7 @@ def _setup(s: Summary) -> list:
             f"the pooled standard deviation σ of the two arms and n₁ + n₂ - 2 degrees of freedom rejects with that "
             f"probability (noncentral t with noncentrality δ / (σ √(1/n₁ + 1/n₂)); "
             f"`experiments/stats.py: min_detectable_difference`).", ""]
-    out += _matching(s)
+    out += _matching(s) + _examples(s)
     out += ["How fast the TV engine itself is (`pock.rof`, `pock.spectral` against scikit-image and the "
             "dissertation's solver) is measured by `bench_pock.py`: see the README's "
             "[benchmark section](README.md#benchmark-of-the-tv-engine).", ""]
