@@ -72,8 +72,20 @@ def accuracy(s: Summary, path: Path) -> Optional[str]:
     return path.name
 
 
+def _finish_epochs(fig, ax, path: Path, ylabel: str, title: str) -> None:
+    """Integer epochs on x, labels, grid and legend; then save."""
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def curves(d: DatasetSummary, path: Path) -> Optional[str]:
-    """Test accuracy per epoch, mean over seeds with a ± std band, for the four conditions."""
+    """Test accuracy per epoch, mean over seeds with a ± std band, for the main conditions."""
     plt = _plt()
     if not d.curves:
         return None
@@ -89,14 +101,7 @@ def curves(d: DatasetSummary, path: Path) -> Optional[str]:
             if all(v is not None for v in sd):
                 ax.fill_between(ep, [a - 100 * b for a, b in zip(m100, sd)], [a + 100 * b for a, b in zip(m100, sd)],
                                 color=COLORS[c], alpha=0.15, lw=0)
-        from matplotlib.ticker import MaxNLocator
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"{d.title}: test accuracy per epoch (mean ± std)")
-        ax.title.set_fontsize(9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        _save(fig, path)
+        _finish_epochs(fig, ax, path, "test accuracy (%)", f"{d.title}: test accuracy per epoch (mean ± std)")
     return path.name
 
 
@@ -114,14 +119,7 @@ def delta(d: DatasetSummary, path: Path) -> Optional[str]:
         ax.axhline(0, color="0.4", lw=1)
         ax.axvspan(ep[max(0, len(ep) - LAST_K)] - 0.5, ep[-1] + 0.5, color="0.9", lw=0, zorder=0,
                    label=f"last {LAST_K} epochs (primary metric)")
-        from matplotlib.ticker import MaxNLocator
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(xlabel="epoch", ylabel="Δ test accuracy (points)", title=f"{d.title}: spectral - plain per epoch")
-        ax.title.set_fontsize(9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        _save(fig, path)
+        _finish_epochs(fig, ax, path, "Δ test accuracy (points)", f"{d.title}: spectral - plain per epoch")
     return path.name
 
 
