@@ -1,7 +1,8 @@
 """run_experiments.py and experiments/: the plan, staleness, the ledger, the statistics and the report.
 
 The report is checked on a small committed ledger (``tests/ledger``, a real ``smoke`` sweep, remade by
-``rm -rf tests/ledger runs/sweep-smoke && python run_experiments.py --profile smoke --ledger-dir tests/ledger``);
+``rm -rf tests/ledger runs/sweep-smoke && python run_experiments.py --profile smoke --ledger-dir tests/ledger``,
+then ``find tests/ledger -name "*.png" -delete``: the GAN figure is made by the test that needs it);
 the runner's skip/resume/redo logic on a toy script (no torch, fast); the smoke profile end to end
 on two of its jobs.
 """
