@@ -1,8 +1,9 @@
 """Does spectral TV augmentation help? Run the comparison, keep every finished run, write RESULTS.md.
 
-The sweep drives the top-level scripts as subprocesses; per dataset it trains plain, spectral,
-crop+flip (the positive control) and both at one budget over several seeds, the dissertation's
-own concat budget and, for CIFAR-10, a gain ablation (``experiments/profiles.py``). Each finished
+The sweep drives the top-level scripts as subprocesses; per dataset it trains plain, spectral, the
+matched unsharp-mask control, crop+flip (the positive control) and both at one budget over several
+seeds, colour and longer runs, the dissertation's own concat budget and, for CIFAR-10, a gain
+ablation (``experiments/profiles.py``). Each finished
 job's small files go to the ledger ``results/runs/<profile>/<job>/`` (``--commit`` commits each
 entry as it lands), and jobs found there are skipped, so a sweep continues from any clone that has
 the ledger. ``RESULTS.md``, its figures and the README results block are rebuilt from the ledger

@@ -138,3 +138,18 @@ def test_unsharp_amount_must_be_a_range(text):
     import classify
     with pytest.raises(argparse.ArgumentTypeError, match="LO,HI"):
         classify.parse_range(text)
+
+
+def test_example_grid_panels_show_each_condition_with_its_size(tmp_path):
+    from experiments import examples
+    g = torch.Generator().manual_seed(3)
+    f = torch.rand(1, 1, 32, 32, generator=g) * 2 - 1
+    ps = examples.panels(f, (1.5, 2.5), 1.0)
+    titles = [t for t, _, _ in ps]
+    assert titles[:3] == ["original f", "phi_1", "phi_2"] and titles[-1].startswith("unsharp a = 2.00")
+    phi = ps[1][1] + ps[2][1]
+    k3 = next(img for t, img, _ in ps if t == "spectral k = 3")
+    assert torch.allclose(k3 - f, 2 * phi, atol=1e-6)
+    assert torch.allclose(ps[-1][1], unsharp.unsharp_mask(f, 2.0, 1.0))
+    examples._figure([("tiny", ps)], tmp_path / "grid.png")
+    assert (tmp_path / "grid.png").read_bytes().startswith(b"\x89PNG") and b"Software" not in (tmp_path / "grid.png").read_bytes()
