@@ -144,8 +144,7 @@ def _spectral_flags(g, c: Config) -> None:
     g.add_argument("--gains", type=parse_gains, default=parse_gains(c.gains), metavar="LO,HI",
                    help="gains drawn from [LO, HI): integers when both are written without a decimal point "
                         "(3,5 draws 3 or 4, the dissertation), else uniform reals (1.5,2.5); LO may be 0")
-    g.add_argument("--tol", type=float, default=pock.SPECTRAL_TOL,
-                   help="duality gap per pixel of the first TV-flow step (later steps tighter; see pock.spectral)")
+    g.add_argument("--tol", **cli.TOL_FLAG)
     g.add_argument("--channelwise-tv", action="store_true",
                    help="with --color: decompose each colour channel on its own instead of with the vectorial "
                         "(colour-coupled) TV that is the default; args.json records the choice as vectorial_tv")
@@ -200,7 +199,7 @@ def _check_train_args(args) -> None:
         raise UserError(f"--unsharp-sigma must be positive and --unsharp-prob in [0, 1], got {args.unsharp_sigma} "
                         f"and {args.unsharp_prob}")
     if _spectral(args):
-        if args.lam <= 0 or args.tol <= 0:
+        if args.lam <= 0 or (args.tol is not None and args.tol <= 0):
             raise UserError("--lam and --tol must be positive")
         if not args.bands or min(args.bands) < 1:
             raise UserError(f"--bands must be 1-based band indices, got {args.bands}")

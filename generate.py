@@ -74,8 +74,7 @@ def get_train_parser(prog: str = "gan.py") -> argparse.ArgumentParser:
                    help="joint mode: number of spectral bands generated besides the residual")
     cli.renamed_flag(p, "--bands", "--n-bands K",
                      "a count here; --bands means band indices, as in the augmented classifier scripts")
-    p.add_argument("--tol", type=float, default=pock.SPECTRAL_TOL,
-                   help="duality gap per pixel of the first TV-flow step (later steps tighter; see pock.spectral)")
+    p.add_argument("--tol", **cli.TOL_FLAG)
     p.add_argument("--n-samples", type=int, default=64, metavar="N", help="faces in the fixed-noise sample grid")
     p.add_argument("--log-every", type=int, default=10, metavar="N", help="steps per line of losses.jsonl")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
@@ -99,8 +98,7 @@ def get_test_parser(prog: str = "gan_test.py") -> argparse.ArgumentParser:
                    help="root of the caches: decoded images in <cache-dir>/decoded; None: the runs' --cache-dir")
     p.add_argument("--spectrum-bands", type=int, default=5, metavar="N", help="bands N of the TV spectrum")
     p.add_argument("--lam", type=float, default=7.0, help="1/dt of the TV flow for the spectrum (pock.spectral)")
-    p.add_argument("--tol", type=float, default=pock.SPECTRAL_TOL,
-                   help="duality gap per pixel of the first TV-flow step (later steps tighter; see pock.spectral)")
+    p.add_argument("--tol", **cli.TOL_FLAG)
     p.add_argument("--inception-weights", default=None, metavar="PATH",
                    help=f"local FID Inception weights ({gan_metrics.FID_WEIGHTS_NAME}) to compute FID and KID; "
                         f"None: both are skipped")

@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import sys
 from pathlib import Path
+from typing import Optional
 
 import torch
 
@@ -52,9 +53,9 @@ def _spectral_norms(f: torch.Tensor, lam: float, tol: float) -> torch.Tensor:
     return torch.stack(norms).mean(0)
 
 
-def measure(name: str, archive: Path, *, images: int, sigma: float, seed: int = 0, tol: float = pock.SPECTRAL_TOL,
+def measure(name: str, archive: Path, *, images: int, sigma: float, seed: int = 0, tol: Optional[float] = None,
             batch_size: int = 128) -> dict:
-    """The matching for one dataset (see the module docstring)."""
+    """The matching for one dataset (see the module docstring); ``tol`` goes to :func:`pock.spectral`."""
     split, size = CONFIGS[name].train_split, SIZES[name]
     imgs = data.load_images(name, split, data_dir=str(archive), image_size=size, grayscale=True, subset=images,
                             seed=seed, cache_dir=None, progress=False)
@@ -103,6 +104,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "pixel-scale structures, and s = 1 px is the narrowest Gaussian that is not almost a delta")
     p.add_argument("--datasets", type=dataset_list, default=dataset_list(",".join(SIZES)), metavar="NAME,...",
                    help="comma-separated datasets to measure")
+    p.add_argument("--tol", **cli.TOL_FLAG)
     return p
 
 
@@ -110,11 +112,11 @@ def main(args) -> dict:
     # The archives are named with their sha256 below; their folder is this machine's business.
     out = {"command": " ".join(["python -m experiments.unsharp_match"] + [a.replace(args.data_root, "<data-root>")
                                                                             for a in sys.argv[1:]]),
-           "spectral": {"bands": list(BANDS), "gains": list(GAINS), "lam": LAM, "tol": pock.SPECTRAL_TOL},
+           "spectral": {"bands": list(BANDS), "gains": list(GAINS), "lam": LAM, "tol": args.tol},
            "sigma": args.sigma, "amount_ratio": GAINS[1] / GAINS[0], "datasets": {}}
     for name in args.datasets:
         res = measure(name, Path(args.data_root) / f"{name}.zip", images=args.images, sigma=args.sigma,
-                      seed=args.seed)
+                      seed=args.seed, tol=args.tol)
         out["datasets"][name] = res
         print(f"{name}: spectral ||w - f|| {res['spectral_norm']:.3f}, high-pass {res['high_pass_norm']:.3f} -> "
               f"a in [{res['amount'][0]}, {res['amount'][1]}), unsharp ||w - f|| {res['unsharp_norm']:.3f} "

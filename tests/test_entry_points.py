@@ -101,6 +101,13 @@ def test_device_defaults_alike_everywhere(parsers):
     assert set(devices.values()) == {None} and {"bench_pock.py", "gan.py", "gan_test.py", "test_pt.py"} <= set(devices)
 
 
+def test_tolerance_defaults_to_the_engines_own(parsers):
+    """--tol None leaves pock.spectral its scale-aware default; a number is an absolute gap per pixel."""
+    tols = {name: options(p)["--tol"] for name, p in parsers.items() if "--tol" in options(p)}
+    assert {"train_pt_aug.py", "gan.py", "gan_test.py"} <= set(tols)
+    assert all(a.default is None and "scale-aware" in a.help for a in tols.values()), tols
+
+
 def test_retired_spellings_fail_with_a_pointer(parsers, capsys):
     checked = 0
     for name, p in parsers.items():
