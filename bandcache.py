@@ -30,7 +30,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -89,7 +89,7 @@ def cache_key(images_uint8: torch.Tensor, *, lam, components, tol, vectorial, dt
         "shape": list(images_uint8.shape),
         "data_key": str(data_key),
         "components": [str(c) for c in components],
-        "N": N, "lam": float(lam), "tol": float(tol), "vectorial": bool(vectorial),
+        "N": N, "lam": float(lam), "tol": None if tol is None else float(tol), "vectorial": bool(vectorial),
         "dtype": str(dtype).replace("torch.", ""),
         "pock": _code_digest(pock.__file__),
         "bandcache": _code_digest(__file__),
@@ -239,7 +239,7 @@ def _build(b: _Build, images_uint8, N, parsed, lam, tol, vectorial, device, batc
 
 
 def load_or_build(images_uint8: torch.Tensor, *, cache_dir, lam: float = 7.0,
-                  components: Sequence[str] = ("phi1", "phi2"), tol: float = pock.SPECTRAL_TOL,
+                  components: Sequence[str] = ("phi1", "phi2"), tol: Optional[float] = None,
                   vectorial: bool = False, device="cpu", batch_size: int = 4096,
                   dtype: torch.dtype = torch.float16, data_key: str = "",
                   progress: bool = True) -> torch.Tensor:

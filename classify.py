@@ -30,16 +30,17 @@ import torch
 import checkpoints
 import cli
 import pock
-from errors import UserError
+import unsharp
 from configs import CONFIGS, Config
 from data import DataError, load_images
+from errors import UserError
 from io_utils import atomic_write_text, git_state, write_json, write_jsonl
 from models import classifier_from_meta, model_meta
 from plots import plot_confusion, plot_curves
 from training import (Dist, cleanup_distributed, epoch_batches, evaluate, init_distributed, random_crop_flip,
                       resolve_device, seed_for, train_one_epoch)
 
-__all__ = ["get_train_parser", "get_test_parser", "train", "test", "parse_gains", "Augmenter"]
+__all__ = ["get_train_parser", "get_test_parser", "train", "test", "parse_gains", "parse_range", "Augmenter"]
 
 # Checkpoint meta that must match for --resume, and the flag that sets each.
 RESUME_KEYS = {"dataset": "dataset", "arch": "--arch", "num_classes": "number of classes",
@@ -64,6 +65,17 @@ def parse_gains(text: str) -> tuple:
         raise argparse.ArgumentTypeError(f"expected LO,HI with 0 <= LO < HI (integers, e.g. 3,5, for the "
                                          f"dissertation's integer draw; 1.5,2.5 for a uniform one), got {text!r}")
     return gains
+
+
+def parse_range(text: str) -> tuple:
+    """``"0.5,1.2"`` -> ``(0.5, 1.2)``: a real interval [LO, HI) with 0 <= LO < HI."""
+    try:
+        lo, hi = (float(v) for v in str(text).replace(" ", "").split(","))
+    except ValueError:
+        lo, hi = 0.0, -1.0
+    if not 0 <= lo < hi:
+        raise argparse.ArgumentTypeError(f"expected LO,HI with 0 <= LO < HI, e.g. 0.5,1.2, got {text!r}")
+    return lo, hi
 
 
 def _data_flags(p: argparse.ArgumentParser) -> None:
@@ -98,7 +110,8 @@ def get_train_parser(entry: str, prog: str | None = None) -> argparse.ArgumentPa
     p.add_argument("--weight-decay", type=float, default=0.0, help="Adam's L2 weight decay")
     p.add_argument("--image-size", type=int, default=c.image_size, metavar="PX",
                    help="side of the square training images in pixels (resized once, when decoded)")
-    p.add_argument("--color", action="store_true", help="RGB input instead of grayscale")
+    p.add_argument("--color", action="store_true",
+                   help="RGB input instead of grayscale (the spectral scripts then decompose with vectorial TV)")
     p.add_argument("--arch", default=c.arch, choices=("resnet18", "resnet34", "resnet50"), help="the ResNet trunk")
     p.add_argument("--hidden", type=cli.int_list, default=cli.int_list(c.hidden), metavar="W1,W2",
                    help="widths of the MLP head's hidden layers, e.g. 256,128 ('none': linear head)")
@@ -107,9 +120,21 @@ def get_train_parser(entry: str, prog: str | None = None) -> argparse.ArgumentPa
     p.add_argument("--std-aug", action="store_true",
                    help="random crop (reflect padding 4 px per 32 px) + horizontal flip, batched")
     cli.removed_flag(p, "--eval-every-epoch", "every epoch is evaluated (--eval-split none skips it)")
+    _unsharp_flags(p.add_argument_group("unsharp-mask control (the matched non-spectral perturbation)"))
     if c.spectral:
         _spectral_flags(p.add_argument_group("spectral TV augmentation"), c)
     return p
+
+
+def _unsharp_flags(g) -> None:
+    g.add_argument("--unsharp-amount", type=parse_range, default=None, metavar="LO,HI",
+                   help="replace each training image, with probability --unsharp-prob, by the unsharp mask "
+                        "w = f + a (f - G_s * f), a drawn uniformly per image from [LO, HI) (unsharp.py); "
+                        "None: off")
+    g.add_argument("--unsharp-sigma", type=float, default=1.0, metavar="S",
+                   help="standard deviation s of the Gaussian G_s of --unsharp-amount, in pixels")
+    g.add_argument("--unsharp-prob", type=float, default=0.5, metavar="P",
+                   help="probability that --unsharp-amount replaces an image by its unsharp mask")
 
 
 def _spectral_flags(g, c: Config) -> None:
@@ -119,8 +144,10 @@ def _spectral_flags(g, c: Config) -> None:
     g.add_argument("--gains", type=parse_gains, default=parse_gains(c.gains), metavar="LO,HI",
                    help="gains drawn from [LO, HI): integers when both are written without a decimal point "
                         "(3,5 draws 3 or 4, the dissertation), else uniform reals (1.5,2.5); LO may be 0")
-    g.add_argument("--tol", type=float, default=pock.SPECTRAL_TOL,
-                   help="duality gap per pixel of the first TV-flow step (later steps tighter; see pock.spectral)")
+    g.add_argument("--tol", **cli.TOL_FLAG)
+    g.add_argument("--channelwise-tv", action="store_true",
+                   help="with --color: decompose each colour channel on its own instead of with the vectorial "
+                        "(colour-coupled) TV that is the default; args.json records the choice as vectorial_tv")
     g.add_argument("--per-batch-gains", action="store_true",
                    help="one gain draw per batch (the dissertation) instead of one per image")
     g.add_argument("--spectral-mode", choices=("concat", "replace"), default="concat",
@@ -168,8 +195,11 @@ def _check_train_args(args) -> None:
         raise UserError(f"--max-steps must be positive, got {args.max_steps}")
     if not 0 <= args.dropout < 1:
         raise UserError(f"--dropout must lie in [0, 1), got {args.dropout}")
+    if args.unsharp_sigma <= 0 or not 0 <= args.unsharp_prob <= 1:
+        raise UserError(f"--unsharp-sigma must be positive and --unsharp-prob in [0, 1], got {args.unsharp_sigma} "
+                        f"and {args.unsharp_prob}")
     if _spectral(args):
-        if args.lam <= 0 or args.tol <= 0:
+        if args.lam <= 0 or (args.tol is not None and args.tol <= 0):
             raise UserError("--lam and --tol must be positive")
         if not args.bands or min(args.bands) < 1:
             raise UserError(f"--bands must be 1-based band indices, got {args.bands}")
@@ -179,6 +209,11 @@ def _check_train_args(args) -> None:
 
 def _spectral(args) -> bool:
     return getattr(args, "lam", None) is not None
+
+
+def _vectorial(args) -> bool:
+    # Channel-by-channel TV flows move the channels' edges apart and tint them; coupled TV keeps them together.
+    return bool(args.color and not args.channelwise_tv)
 
 
 # --------------------------------------------------------------------------------- augmentation
@@ -205,7 +240,17 @@ class Augmenter:
                                   generator=self.generator, device=x.device)
             return pock.amplify_bands(x, phi, k)
         return pock.spectral_augment(x, tuple(a.bands), a.gains, a.lam, per_image=not a.per_batch_gains,
-                                     generator=self.generator, tol=a.tol)
+                                     generator=self.generator, tol=a.tol, vectorial=_vectorial(a))
+
+    def _unsharp(self, x):
+        a = self.args
+        pick = torch.rand(x.shape[0], generator=self.generator) < a.unsharp_prob
+        if not pick.any():
+            return x
+        amounts = unsharp.random_amounts(int(pick.sum()), a.unsharp_amount, generator=self.generator)
+        x, dev_pick = x.clone(), pick.to(x.device)
+        x[dev_pick] = unsharp.unsharp_mask(x[dev_pick], amounts.to(x.device, x.dtype), a.unsharp_sigma)
+        return x
 
     def __call__(self, x, y, idx):
         if self.spectral:
@@ -218,6 +263,8 @@ class Augmenter:
                     x = x.clone()
                     dev_pick = pick.to(x.device)
                     x[dev_pick] = self._spectral(x[dev_pick], idx[pick])
+        if self.args.unsharp_amount is not None:
+            x = self._unsharp(x)
         if self.pad is not None:
             x = random_crop_flip(x, self.pad, self.generator)
         return x, y
@@ -295,7 +342,7 @@ def _band_cache(args, train_set, device, show: bool, is_main: bool) -> tuple:
     t0 = time.perf_counter()
     bands = bandcache.load_or_build(
         train_set.images, cache_dir=Path(args.cache_dir) / "bands", lam=args.lam,
-        components=[f"phi{b}" for b in args.bands], tol=args.tol, device=device,
+        components=[f"phi{b}" for b in args.bands], tol=args.tol, vectorial=_vectorial(args), device=device,
         batch_size=args.cache_batch_size, dtype=getattr(torch, args.cache_dtype),
         data_key=train_set.source, progress=show)
     info = {"seconds": round(time.perf_counter() - t0, 3), "images": len(train_set), "shape": list(bands.shape)}
@@ -327,6 +374,8 @@ def _on_device(image_set, device, what: str, show: bool) -> tuple:
 def train(args) -> dict:
     """Run one training (see the module docstring); returns the final results dict."""
     _check_train_args(args)
+    if _spectral(args):
+        args.vectorial_tv = _vectorial(args)
     dist = init_distributed(args.device)
     try:
         return _train(args, dist)
@@ -350,7 +399,7 @@ def _train(args, dist: Dist) -> dict:
     bands, cache_info = _band_cache(args, train_set, device, show, dist.is_main)
     images, labels = _on_device(train_set, device, "the training images", dist.is_main)
     test_on = _on_device(eval_set, device, "the evaluation images", dist.is_main) if eval_set is not None else None
-    augment = Augmenter(args, bands) if (_spectral(args) or args.std_aug) else None
+    augment = Augmenter(args, bands) if (_spectral(args) or args.std_aug or args.unsharp_amount) else None
     net = model if not dist.enabled else torch.nn.parallel.DistributedDataParallel(
         model, device_ids=[device.index] if device.type == "cuda" else None)
 

@@ -16,7 +16,7 @@ from typing import Callable, Optional, Sequence
 from errors import UserError
 
 __all__ = ["UserError", "run", "renamed_flag", "removed_flag", "is_retired", "add_common_flags", "int_list",
-           "make_parser", "COMMON_FLAGS"]
+           "make_parser", "COMMON_FLAGS", "TOL_FLAG"]
 
 
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -95,6 +95,13 @@ COMMON_FLAGS = {
     "--subset": dict(type=int, default=None, metavar="N",
                      help="train on N images drawn at random with --seed; None: all"),
 }
+
+
+# --tol of every script that decomposes images (the augmented classifiers, gan.py, gan_test.py). None leaves
+# the tolerance to pock.spectral, whose default is relative to each image's own scale.
+TOL_FLAG = dict(type=float, default=None, metavar="GAP",
+                help="absolute duality gap per pixel of the first TV-flow step; None: pock.spectral's scale-aware "
+                     "tolerance (each image's steps solved relative to its own first flow step, bands within 2%%)")
 
 
 def add_common_flags(parser, example: str, **defaults) -> None:

@@ -130,7 +130,8 @@ def swd(real: torch.Tensor, fake: torch.Tensor, *, patch_size: int = 7, patches_
 
 # ------------------------------------------------------------------ TV spectrum
 
-def tv_spectrum(images: torch.Tensor, *, N: int = 5, lam: float = 7.0, tol: float = pock.SPECTRAL_TOL, batch_size: int = 256,
+def tv_spectrum(images: torch.Tensor, *, N: int = 5, lam: float = 7.0, tol: Optional[float] = None,
+                batch_size: int = 256,
                 device: str = "cpu", progress=None) -> torch.Tensor:
     """Spectrum S(t_n) = ||phi_n||_1 (pock.spectral) of every image, (B, N), divided by the pixel count so
     that it reads as the mean absolute band value per pixel on the [-1, 1] scale."""

@@ -17,6 +17,8 @@ split the runs trained on (gan.py trains on the first images and keeps its last 
 A "real (train)" row compares the first ``--n-real`` faces before the held-out ones (the training pool) with the
 held-out ones: the value two
 independent real samples give, i.e. the floor under which no generator can be told apart at this sample size.
+``--floor-draws`` K repeats it on K disjoint draws of ``--n-real`` faces from the training pool, so that the floor
+comes with its spread (``swd_floor`` in metrics.json: each draw's SWD avg, their mean and standard deviation).
 
 For ``components`` runs the generated image is the u_0 generator's sample: the dissertation's recombination
 phi_sum(1) + f_r(1) telescopes algebraically to u_0, so recombining the states adds nothing. ``--per-state``

@@ -9,6 +9,7 @@ checkpoint reading, tables) live in :mod:`gan_lib`, the figures in :mod:`plots`.
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +74,7 @@ def get_train_parser(prog: str = "gan.py") -> argparse.ArgumentParser:
                    help="joint mode: number of spectral bands generated besides the residual")
     cli.renamed_flag(p, "--bands", "--n-bands K",
                      "a count here; --bands means band indices, as in the augmented classifier scripts")
-    p.add_argument("--tol", type=float, default=pock.SPECTRAL_TOL,
-                   help="duality gap per pixel of the first TV-flow step (later steps tighter; see pock.spectral)")
+    p.add_argument("--tol", **cli.TOL_FLAG)
     p.add_argument("--n-samples", type=int, default=64, metavar="N", help="faces in the fixed-noise sample grid")
     p.add_argument("--log-every", type=int, default=10, metavar="N", help="steps per line of losses.jsonl")
     p.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
@@ -98,11 +98,13 @@ def get_test_parser(prog: str = "gan_test.py") -> argparse.ArgumentParser:
                    help="root of the caches: decoded images in <cache-dir>/decoded; None: the runs' --cache-dir")
     p.add_argument("--spectrum-bands", type=int, default=5, metavar="N", help="bands N of the TV spectrum")
     p.add_argument("--lam", type=float, default=7.0, help="1/dt of the TV flow for the spectrum (pock.spectral)")
-    p.add_argument("--tol", type=float, default=pock.SPECTRAL_TOL,
-                   help="duality gap per pixel of the first TV-flow step (later steps tighter; see pock.spectral)")
+    p.add_argument("--tol", **cli.TOL_FLAG)
     p.add_argument("--inception-weights", default=None, metavar="PATH",
                    help=f"local FID Inception weights ({gan_metrics.FID_WEIGHTS_NAME}) to compute FID and KID; "
                         f"None: both are skipped")
+    p.add_argument("--floor-draws", type=int, default=1, metavar="K",
+                   help="SWD noise floor: K disjoint draws of --n-real training-pool faces, each against the "
+                        "held-out faces (mean ± std of the SWD avg in metrics.json); 1: the real (train) row only")
     p.add_argument("--per-state", action="store_true", help="components runs: SWD of every state's generator too")
     p.add_argument("--n-show", type=int, default=36, metavar="N", help="samples per set in the figure")
     p.add_argument("--device", **cli.COMMON_FLAGS["--device"])
@@ -355,8 +357,9 @@ def load_runs(paths: list, n_real: int) -> dict:
     return runs
 
 
-def real_faces(args, runs: dict, n_real: int) -> tuple:
-    """The held-out faces (the last ``n_real`` of the runs' split), the first ``n_real`` of the rest, their source."""
+def real_faces(args, runs: dict, n_real: int, draws: int = 1) -> tuple:
+    """The held-out faces (the last ``n_real`` of the runs' split), ``draws`` disjoint draws of ``n_real`` faces
+    from the start of the rest (the first is the "real (train)" set), their source."""
     ref, size = next(iter(runs.values()))[1]["args"], next(iter(runs.values()))[1]["meta"]["image_size"]
     imgs = gan_lib.load_split(ref["dataset"], ref["split"], args.data_dir or ref["data_dir"], size,
                               ref["download_root"], args.cache_dir or ref["cache_dir"], not args.no_progress)
@@ -372,8 +375,11 @@ def real_faces(args, runs: dict, n_real: int) -> tuple:
                             f"{imgs.source}, other data (or a moved folder); pass the run's own data with "
                             f"--data-dir, so that the held-out faces are the ones it never saw")
     pool = len(imgs) - max(ckpt["args"]["holdout"] for _, ckpt in runs.values())
-    return (data.to_unit_range(imgs.images[len(imgs) - n_real:]),
-            data.to_unit_range(imgs.images[:min(n_real, pool)]), imgs.source)
+    if draws > 1 and draws * n_real > pool:
+        raise UserError(f"--floor-draws {draws} x --n-real {n_real} faces exceed the {pool} faces before the "
+                        f"held-out ones; lower --floor-draws or --n-real")
+    pool_draws = [data.to_unit_range(imgs.images[i * n_real:min((i + 1) * n_real, pool)]) for i in range(draws)]
+    return data.to_unit_range(imgs.images[len(imgs) - n_real:]), pool_draws, imgs.source
 
 
 def _decode_key(source: str) -> str:
@@ -390,8 +396,14 @@ def generate_sets(args, runs: dict, n_fake: int, device) -> tuple:
                                      args.seed, args.batch_size)
         sets[name] = x
         group = m["mode"] if m["stages"][0] in ("image", "u0") else f"{m['mode']} ({'/'.join(m['stages'])})"
+        if ckpt["args"].get("max_steps") is not None:
+            # Seeds of one budget form a group; the same mode at another budget is another group.
+            group += f" @{ckpt['args']['max_steps']} steps"
         results[name] = {"run": str(d), "mode": m["mode"], "group": group,
                          "generator_updates": ckpt["step"], "stage_evaluated": stage,
+                         # components: the evaluated u_0 generator got only its stage's share of the updates
+                         "evaluated_generator_updates": sum(r["steps"] for r in ckpt["metrics"]
+                                                            if r.get("stage") == stage and "steps" in r),
                          "n_fake": n_fake, "seed": ckpt["args"]["seed"]}
         if comps is not None:
             results[name]["max_abs_image_minus_sum_of_bands"] = err
@@ -448,6 +460,10 @@ def print_tables(report: dict) -> None:
     print(gan_lib.markdown_table(report["results"], with_fid=report["fid_kid"] == "computed"))
     if report["summary"]:
         print("\nmean ± std over the runs of each group:\n" + gan_lib.summary_table(report["summary"]))
+    fl = report["swd_floor"]
+    if fl["std"] is not None:
+        print(f"\nSWD avg noise floor, {fl['draws']} draws of {fl['n']} real faces against the held-out ones: "
+              f"{fl['mean']:.1f} ± {fl['std']:.1f}")
     for name, r in report["results"].items():
         if "per_state_swd_avg_x1e3" in r:
             print(f"{name}: SWD avg x1e3 per state: " +
@@ -459,16 +475,20 @@ def test(args) -> dict:
     n_real, n_fake = args.n_real, args.n_fake or args.n_real
     if n_real < 2 or n_fake < 2:
         raise UserError(f"--n-real {n_real} / --n-fake {n_fake}: the metrics need at least 2 images per set")
-    if args.spectrum_bands < 1:
-        raise UserError(f"--spectrum-bands must be positive, got {args.spectrum_bands}")
+    if args.spectrum_bands < 1 or args.floor_draws < 1:
+        raise UserError(f"--spectrum-bands and --floor-draws must be positive, got {args.spectrum_bands} and "
+                        f"{args.floor_draws}")
     runs = load_runs(args.run, n_real)
-    real, real_train, source = real_faces(args, runs, n_real)
+    real, pool_draws, source = real_faces(args, runs, n_real, args.floor_draws)
+    real_train = pool_draws[0]
     fakes, results = generate_sets(args, runs, n_fake, device)
     sets = {REAL: real, REAL_TRAIN: real_train, **fakes}
     results = {REAL_TRAIN: {"mode": "real", "n": len(real_train)}, **results}
     print(f"{n_real} held-out real faces, {n_fake} samples per run; SWD ...")
     for name in results:
         results[name]["swd_x1e3"] = gan_metrics.swd(real, sets[name], seed=args.seed)
+    floor = [results[REAL_TRAIN]["swd_x1e3"]["avg"]] + [gan_metrics.swd(real, x, seed=args.seed)["avg"]
+                                                         for x in pool_draws[1:]]
     spectra, t = add_spectra(results, sets, args, device)
     fid_note = add_fid(results, sets, args, device)
     if args.per_state:
@@ -477,6 +497,8 @@ def test(args) -> dict:
               "spectrum": {"bands": args.spectrum_bands, "lam": args.lam, "t": t.tolist(),
                            "real_mean": spectra[REAL].mean(0).tolist()},
               "fid_kid": "computed" if fid_note is None else f"skipped: {fid_note}",
+              "swd_floor": {"draws": len(floor), "n": len(real_train), "avg": floor, "mean": statistics.fmean(floor),
+                            "std": statistics.stdev(floor) if len(floor) > 1 else None},
               "results": results, "summary": gan_lib.group_summary(results), "args": vars(args), "git": git_state()}
     out = Path(args.output_dir)
     write_json(out / "metrics.json", report)

@@ -11,8 +11,14 @@ from pathlib import Path
 
 from io_utils import atomic_write, save_figure
 
-__all__ = ["plot_curves", "draw_confusion", "plot_confusion", "save_grid", "save_band_grid", "plot_losses",
-           "plot_samples_spectra"]
+__all__ = ["plot_curves", "draw_confusion", "confusion_colorbar", "plot_confusion", "save_grid", "save_band_grid",
+           "plot_losses", "plot_samples_spectra", "WNID_NAMES"]
+
+# Imagenette's class folders are ImageNet WordNet ids; a reader wants the names.
+WNID_NAMES = {"n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
+              "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
+              "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball",
+              "n03888605": "parachute"}
 
 
 def _plt():
@@ -48,13 +54,13 @@ def plot_curves(records: list, path: Path, title: str = "") -> None:
     save_figure(fig, path, dpi=110)
 
 
-def draw_confusion(ax, counts, classes, title: str, *, max_labels: int = 20, label_chars: int = 14,
+def draw_confusion(ax, counts, classes, title: str, *, max_labels: int = 20, label_chars: int = 16,
                    fontsize: float = 7, annotate: bool = True):
     """A row-normalised confusion matrix on ``ax`` (true class down, predicted across); returns the image.
 
     ``counts`` is the (K, K) matrix of counts (tensor, array or nested lists). Class names label the
-    axes up to ``max_labels`` classes, cut to ``label_chars`` characters; ``annotate`` writes each
-    non-zero count in its cell.
+    axes up to ``max_labels`` classes (a WordNet id by its name, :data:`WNID_NAMES`), cut to
+    ``label_chars`` characters; ``annotate`` writes each non-zero count in its cell.
     """
     import numpy as np
     cm = np.asarray(counts, dtype=float)
@@ -62,7 +68,7 @@ def draw_confusion(ax, counts, classes, title: str, *, max_labels: int = 20, lab
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     k = len(cm)
     if k <= max_labels:
-        names = [str(c)[:label_chars] for c in classes]
+        names = [WNID_NAMES.get(str(c), str(c))[:label_chars] for c in classes]
         ax.set_xticks(range(k), names, rotation=90, fontsize=fontsize)
         ax.set_yticks(range(k), names, fontsize=fontsize)
         if annotate:
@@ -75,13 +81,18 @@ def draw_confusion(ax, counts, classes, title: str, *, max_labels: int = 20, lab
     return im
 
 
+def confusion_colorbar(fig, im, axes, fraction: float = 0.046) -> None:
+    """The colour bar of :func:`draw_confusion`'s matrices (one or several panels sharing the scale 0..1)."""
+    fig.colorbar(im, ax=axes, fraction=fraction, label="fraction of the true class")
+
+
 def plot_confusion(cm: torch.Tensor, classes: list, path: Path, title: str = "") -> None:
     """The test scripts' ``confusion_matrix.png``: one matrix with its counts and a colour bar."""
     plt = _plt()
     size = min(16, max(4.5, 0.35 * cm.shape[0]))
     fig, ax = plt.subplots(figsize=(size + 1, size))
     im = draw_confusion(ax, cm, classes, title or "confusion matrix")
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    confusion_colorbar(fig, im, ax)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
 

@@ -1,23 +1,25 @@
 """Does spectral TV augmentation help? Run the comparison, keep every finished run, write RESULTS.md.
 
-The sweep drives the top-level scripts as subprocesses; per dataset it trains plain, spectral,
-crop+flip (the positive control) and both at one budget over several seeds, the dissertation's
-own concat budget and, for CIFAR-10, a gain ablation (``experiments/profiles.py``). Each finished
+The sweep drives the top-level scripts as subprocesses; per dataset it trains plain, spectral, the
+matched unsharp-mask control, crop+flip (the positive control) and both at one budget over several
+seeds, colour and longer runs, the dissertation's own concat budget and, for CIFAR-10, a gain
+ablation (``experiments/profiles.py``). Each finished
 job's small files go to the ledger ``results/runs/<profile>/<job>/`` (``--commit`` commits each
 entry as it lands), and jobs found there are skipped, so a sweep continues from any clone that has
 the ledger. ``RESULTS.md``, its figures and the README results block are rebuilt from the ledger
 alone; ``--report-only`` does only that. The ``smoke`` profile keeps its ledger and report in its
 work folder (``runs/sweep-smoke``), away from the committed files.
 
-    python run_experiments.py --profile scale --dry-run        # the plan: done / pending / stale
-    python run_experiments.py --profile scale --commit         # run what is missing, commit each run
-    python run_experiments.py --profile scale --report-only    # RESULTS.md from results/runs/scale/
+    python run_experiments.py --profile scale2 --dry-run       # the plan: done / pending / stale, hours left
+    python run_experiments.py --profile scale2 --commit        # run what is missing, commit each run
+    python run_experiments.py --profile scale2 --report-only   # RESULTS.md from results/runs/scale2/
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import math
 import os
 import sys
 import threading
@@ -33,9 +35,10 @@ ROOT = Path(__file__).resolve().parent
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = cli.make_parser("run_experiments.py", "Run the spectral-augmentation comparison and write RESULTS.md")
-    p.add_argument("--profile", choices=tuple(PROFILES), default="scale",
-                   help="smoke: tiny generated data; scale: the dissertation's data scale on a CPU; "
-                        "paper: the dissertation's settings on a GPU")
+    p.add_argument("--profile", choices=tuple(PROFILES), default="scale2",
+                   help="smoke: tiny generated data; scale2: the dissertation's data scale on a CPU, with the "
+                        "unsharp control, colour, long runs and enough seeds; scale: the first, retired sweep at "
+                        "that scale (its ledger only); paper: the dissertation's settings on a GPU")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="runs at once; None: the profile's")
     p.add_argument("--threads-per-job", type=int, default=None, metavar="N",
                    help="torch threads of each run; None: the profile's")
@@ -86,10 +89,11 @@ def dry_run(profile, jobs, states) -> None:
     counts = {s: sum(1 for v, _ in states.values() if v == s) for s in ("done", "pending", "stale")}
     print(f"\n{len(jobs)} jobs: {counts['done']} done, {counts['pending']} pending, {counts['stale']} stale")
     if total:
+        hours = sum(total.values()) / 3600
         print("estimated wall time left, by dataset (images to train / the profile's measured images/s of the whole "
-              "machine, +10%): "
+              "machine, +10%; GANs: the profile's minutes per job): "
               + ", ".join(f"{k} {v / 3600:.1f} h" for k, v in total.items())
-              + f"; all {sum(total.values()) / 3600:.1f} h")
+              + f"; all {hours:.1f} h, {math.ceil(hours / 3)} sessions of 3 h in plan order")
 
 
 def _defaults(args, profile) -> None:

@@ -5,9 +5,12 @@
 * :mod:`experiments.fingerprint` — the hash of the code a run executes (staleness);
 * :mod:`experiments.ledger` — the committed record of finished runs under ``results/runs/``;
 * :mod:`experiments.runner` — runs what the ledger lacks, ``--jobs`` at a time, and records it;
-* :mod:`experiments.stats` — mean ± std, Welch's t-test and the confidence interval of a difference;
+* :mod:`experiments.stats` — the primary metric, mean ± std, Welch's t-test, power and verdicts;
 * :mod:`experiments.summary` — the ledger reduced to records (one per table row) for the report;
 * :mod:`experiments.figures` — deterministic figures of those records;
 * :mod:`experiments.report` — RESULTS.md and the README block, one function per section;
-* :mod:`experiments.throughput` — the CPU measurement that chose the ``scale`` profile's batch size.
+* :mod:`experiments.throughput` — the CPU measurement that chose the ``scale`` profile's batch size;
+* :mod:`experiments.seeds` — the seeds per dataset a profile needs, from a finished sweep's spread;
+* :mod:`experiments.unsharp_match` — the unsharp control's amounts, matched to the spectral perturbation size;
+* :mod:`experiments.examples` — the example grid of what each condition does to a training image.
 """

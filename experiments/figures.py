@@ -12,15 +12,17 @@ from pathlib import Path
 from typing import Optional
 
 from io_utils import atomic_write_bytes
-from plots import draw_confusion
+from plots import confusion_colorbar, draw_confusion
 
 from .profiles import CONDITIONS, LABELS
+from .stats import LAST_K
 from .summary import DatasetSummary, Row, Summary
 
-__all__ = ["accuracy", "curves", "confusion", "ablation", "COLORS"]
+__all__ = ["accuracy", "curves", "delta", "confusion", "ablation", "COLORS"]
 
 COLORS = {c: f"C{i}" for i, c in enumerate(CONDITIONS)}
 DPI = 90
+MAX_CLASSES = 12                  # more classes than this cannot be labelled legibly: no confusion figure
 
 
 def _plt():
@@ -39,9 +41,9 @@ def _save(fig, path: Path) -> None:
 
 
 def _dots(ax, rows: list, colors: list) -> None:
-    """Each seed as a dot, the mean ± std as a square with error bar, one column per row."""
+    """Each seed's primary metric as a dot, the mean ± std as a square with error bar, one column per row."""
     for i, (row, color) in enumerate(zip(rows, colors)):
-        xs = [100 * r.test_acc for r in row.runs]
+        xs = [100 * r.primary for r in row.runs]
         ax.plot([i - 0.1] * len(xs), xs, "o", color=color, alpha=0.5, ms=4)
         ax.errorbar([i + 0.1], [100 * row.acc.mean], yerr=[100 * (row.acc.sd or 0)], fmt="s", color=color, capsize=4)
     ax.set_xticks(range(len(rows)), [row.label for row in rows], rotation=20, fontsize=8)
@@ -58,15 +60,28 @@ def accuracy(s: Summary, path: Path) -> Optional[str]:
         fig, axes = plt.subplots(1, len(sets), figsize=(3.8 * len(sets), 3.3), squeeze=False)
         for ax, d in zip(axes[0], sets):
             _dots(ax, list(d.main), [COLORS[r.key] for r in d.main])
-            ax.set(title=d.title, ylabel="test accuracy (%)")
-        fig.suptitle("test accuracy: seeds (dots), mean ± std (squares)", fontsize=9)
+            ax.set(title=d.title, ylabel="test accuracy, last 5 epochs (%)")
+        fig.suptitle("test accuracy averaged over each run's last 5 epochs: seeds (dots), mean ± std (squares)",
+                     fontsize=9)
         fig.tight_layout()
         _save(fig, path)
     return path.name
 
 
+def _finish_epochs(fig, ax, path: Path, ylabel: str, title: str) -> None:
+    """Integer epochs on x, labels, grid and legend; then save."""
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def curves(d: DatasetSummary, path: Path) -> Optional[str]:
-    """Test accuracy per epoch, mean over seeds with a ± std band, for the four conditions."""
+    """Test accuracy per epoch, mean over seeds with a ± std band, for the main conditions."""
     plt = _plt()
     if not d.curves:
         return None
@@ -82,30 +97,44 @@ def curves(d: DatasetSummary, path: Path) -> Optional[str]:
             if all(v is not None for v in sd):
                 ax.fill_between(ep, [a - 100 * b for a, b in zip(m100, sd)], [a + 100 * b for a, b in zip(m100, sd)],
                                 color=COLORS[c], alpha=0.15, lw=0)
-        from matplotlib.ticker import MaxNLocator
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"{d.title}: test accuracy per epoch (mean ± std)")
-        ax.title.set_fontsize(9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        _save(fig, path)
+        _finish_epochs(fig, ax, path, "test accuracy (%)", f"{d.title}: test accuracy per epoch (mean ± std)")
+    return path.name
+
+
+def delta(d: DatasetSummary, path: Path) -> Optional[str]:
+    """spectral - plain test accuracy per epoch with its 95% Welch CI, and the last-5 window shaded."""
+    plt = _plt()
+    if not d.delta_curve:
+        return None
+    with plt.style.context("default"):
+        fig, ax = plt.subplots(figsize=(5.6, 3.2))
+        ep = [e for e, _ in d.delta_curve]
+        ax.fill_between(ep, [100 * c.low for _, c in d.delta_curve], [100 * c.high for _, c in d.delta_curve],
+                        color="C1", alpha=0.2, lw=0, label="95% CI (Welch)")
+        ax.plot(ep, [100 * c.diff for _, c in d.delta_curve], "o-", ms=3, color="C1", label="spectral - plain")
+        ax.axhline(0, color="0.4", lw=1)
+        ax.axvspan(ep[max(0, len(ep) - LAST_K)] - 0.5, ep[-1] + 0.5, color="0.9", lw=0, zorder=0,
+                   label=f"last {LAST_K} epochs (primary metric)")
+        _finish_epochs(fig, ax, path, "Δ test accuracy (points)", f"{d.title}: spectral - plain per epoch")
     return path.name
 
 
 def confusion(d: DatasetSummary, path: Path) -> Optional[str]:
-    """Row-normalised confusion matrices of the tested checkpoints, side by side."""
+    """Row-normalised confusion matrices of the tested checkpoints side by side (:func:`plots.draw_confusion`),
+    with class names and a colour bar; none for more than MAX_CLASSES classes."""
     plt = _plt()
-    if not d.confusion:
+    if not d.confusion or len(d.confusion[0].confusion[0]) > MAX_CLASSES:
         return None
     with plt.style.context("default"):
-        fig, axes = plt.subplots(1, len(d.confusion), figsize=(4.2 * len(d.confusion), 4.0), squeeze=False)
+        fig, axes = plt.subplots(1, len(d.confusion), figsize=(4.6 * len(d.confusion) + 0.8, 4.6), squeeze=False,
+                                 layout="constrained")
         for ax, r in zip(axes[0], d.confusion):
             classes, rows = r.confusion
-            draw_confusion(ax, rows, classes, f"{LABELS[r.condition]}, seed {r.seed}: top-1 {100 * r.test_top1:.1f}%",
-                           max_labels=12, label_chars=10, fontsize=6, annotate=False)
+            im = draw_confusion(ax, rows, classes, f"{LABELS[r.condition]}, seed {r.seed}: "
+                                                  f"top-1 {100 * r.test_top1:.1f}%",
+                                max_labels=MAX_CLASSES, annotate=False)
             ax.title.set_fontsize(8)
-        fig.tight_layout()
+        confusion_colorbar(fig, im, list(axes[0]), fraction=0.03)
         _save(fig, path)
     return path.name
 

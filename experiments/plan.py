@@ -7,10 +7,12 @@ confusion matrix the report shows, the test script on its checkpoint; or the GAN
 device, progress bars) are added only when the command is built, so a ledger entry made on one
 machine is current on another.
 
-The order is the order of information: per dataset the positive control first (plain and
-crop+flip), then spectral and both, the dissertation's concat budget, the ablation; CIFAR-10 before
-Imagenette before Flowers102; the extra seeds after every dataset. A sweep cut short after any
-number of sessions has the most informative runs.
+The order is the order of information (:func:`plan`): the key comparison first, plain, spectral and
+the unsharp control, seed by seed across all datasets; then crop+flip and both at those seeds; the
+colour runs, the longer runs and the GAN seeds; the extra seeds (the key conditions' first), which
+narrow the intervals; the dissertation's concat budget and the gain ablation, already answered by
+the first sweep; last the long runs marked optional. A sweep cut short after any number of sessions
+has the most informative runs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .profiles import CONDITIONS, MAIN_GAINS, SCRIPTS, SPECTRAL, DatasetPlan, Profile
+from .profiles import COLOR_CONDITIONS, KEY_CONDITIONS, MAIN_GAINS, SCRIPTS, SPECTRAL, DatasetPlan, Profile
 
 __all__ = ["Step", "Job", "plan", "command", "select", "REPO"]
 
@@ -42,7 +44,7 @@ class Step:
 class Job:
     id: str                      # cifar10/plain/seed0: the ledger entry and the work folder
     dataset: str                 # the archive <data-root>/<dataset>.zip
-    table: str                   # main | concat | ablation | gan
+    table: str                   # main | concat | ablation | color | long | gan
     condition: str
     seed: int
     steps: tuple
@@ -70,8 +72,12 @@ def _train_job(ds: DatasetPlan, condition: str, seed: int, table: str = "main", 
     if epochs is not None:
         flags = [(f, epochs if f == "epochs" else v) for f, v in flags]
     flags.append(("seed", seed))
+    if table == "color":
+        flags.append(("color", True))
     if condition in ("cropflip", "both"):
         flags.append(("std-aug", True))
+    if condition == "unsharp":
+        flags += ds.unsharp
     if spectral:
         mode = (("spectral-mode", "concat"), ("bands", "1,2"), ("gains", gains)) if condition == "concat" else \
             tuple((f, gains if f == "gains" else v) for f, v in SPECTRAL)
@@ -79,34 +85,67 @@ def _train_job(ds: DatasetPlan, condition: str, seed: int, table: str = "main", 
     steps = [Step("train", aug if spectral else plain, tuple(flags), resumable=True)]
     if table == "main" and condition in ds.confusion and seed == 0:
         steps.append(Step("test", test, (), refs=(("checkpoint", "train", "checkpoint.pt"),)))
-    name = condition if table != "ablation" else f"gains-{gains.replace(',', '-')}"
+    name = {"ablation": f"gains-{gains.replace(',', '-')}", "color": f"color-{condition}",
+            "long": f"{condition}-{epochs}ep"}.get(table, condition)
     return Job(f"{ds.name}/{name}/seed{seed}", ds.name, table, condition, seed, tuple(steps), gains)
 
 
-def _dataset_jobs(ds: DatasetPlan) -> list:
-    """One dataset's jobs in order of information (the extra seeds come later, see :func:`plan`)."""
+def _seed_major(datasets, seeds_of, conditions_of) -> list:
+    """Seed by seed, every dataset's conditions: a sweep cut short has every dataset at its first seeds."""
+    most = max((len(seeds_of(ds)) for ds in datasets), default=0)
+    return [_train_job(ds, c, seeds_of(ds)[i]) for i in range(most) for ds in datasets if i < len(seeds_of(ds))
+            for c in conditions_of(ds)]
+
+
+def _extra_jobs(ds: DatasetPlan, long: bool) -> list:
+    """Colour and long runs (``long``: only the long ones marked ``long_last``, else the others)."""
     jobs = []
-    for pair in (("plain", "cropflip"), ("spectral", "both")):
-        jobs += [_train_job(ds, c, s) for s in ds.seeds for c in pair]
-    jobs += [_train_job(ds, "concat", s, table="concat", epochs=ds.concat_epochs) for s in ds.concat_seeds
-             if ds.concat_epochs]
-    jobs += [_train_job(ds, "spectral", s, table="ablation", gains=g) for g in ds.ablation for s in ds.ablation_seeds]
+    if not long:
+        jobs += [_train_job(ds, c, s, table="color") for s in ds.color_seeds for c in COLOR_CONDITIONS]
+    if ds.long_epochs and ds.long_last == long:
+        jobs += [_train_job(ds, c, s, table="long", epochs=ds.long_epochs) for s in ds.long_seeds
+                 for c in ("cropflip", "both")]
     return jobs
 
 
-def _gan_job(profile: Profile) -> Job:
+def _old_budgets(ds: DatasetPlan) -> list:
+    """The dissertation's concat budget and the gain ablation."""
+    jobs = [_train_job(ds, "concat", s, table="concat", epochs=ds.concat_epochs) for s in ds.concat_seeds
+            if ds.concat_epochs]
+    return jobs + [_train_job(ds, "spectral", s, table="ablation", gains=g) for g in ds.ablation
+                   for s in ds.ablation_seeds]
+
+
+def _gan_jobs(profile: Profile) -> list:
     g = profile.gan
-    steps = [Step(m, "gan.py", (("mode", m), *g.flags, ("seed", g.seed)), resumable=True) for m in g.modes]
-    steps.append(Step("test", "gan_test.py", g.test_flags, data=False, refs=tuple(("run", m, "") for m in g.modes)))
-    return Job(f"celeba/gan/seed{g.seed}", "celeba", "gan", "gan", g.seed, tuple(steps))
+    names = [(m, m, ()) for m in g.modes]
+    if g.matched_plain and "components" in g.modes:
+        import gan_lib
+        flags = dict(g.flags)
+        stages = gan_lib.stage_names("components", int(flags.get("states", 3)), flags.get("stage-order", "dissertation"))
+        budget = gan_lib.stage_budgets(flags.get("max-steps"), len(stages))[stages.index(gan_lib.main_stage("components"))]
+        names.append(("plain-matched", "plain", (("max-steps", budget),)))
+    jobs = []
+    for seed in g.seeds:
+        steps = [Step(name, "gan.py", tuple((f, v) for f, v in (("mode", mode), *g.flags) if f not in dict(over))
+                      + over + (("seed", seed),), resumable=True) for name, mode, over in names]
+        steps.append(Step("test", "gan_test.py", g.test_flags, data=False,
+                          refs=tuple(("run", n, "") for n, _, _ in names)))
+        jobs.append(Job(f"celeba/gan/seed{seed}", "celeba", "gan", "gan", seed, tuple(steps)))
+    return jobs
 
 
 def plan(profile: Profile) -> list:
     """The profile's jobs, most informative first (see the module docstring)."""
-    jobs = [j for ds in profile.datasets for j in _dataset_jobs(ds)]
-    jobs += [_train_job(ds, c, s) for ds in profile.datasets for s in ds.extra_seeds for c in CONDITIONS]
-    if profile.gan is not None:
-        jobs.append(_gan_job(profile))
+    sets = profile.datasets
+    key = lambda ds: tuple(c for c in ds.conditions if c in KEY_CONDITIONS)  # noqa: E731
+    rest = lambda ds: tuple(c for c in ds.conditions if c not in KEY_CONDITIONS)  # noqa: E731
+    jobs = _seed_major(sets, lambda ds: ds.seeds, key) + _seed_major(sets, lambda ds: ds.seeds, rest)
+    jobs += [j for ds in sets for j in _extra_jobs(ds, long=False)]
+    jobs += _gan_jobs(profile) if profile.gan is not None else []
+    jobs += _seed_major(sets, lambda ds: ds.extra_seeds, key) + _seed_major(sets, lambda ds: ds.extra_seeds, rest)
+    jobs += [j for ds in sets for j in _old_budgets(ds)]
+    jobs += [j for ds in sets for j in _extra_jobs(ds, long=True)]
     ids = [j.id for j in jobs]
     assert len(ids) == len(set(ids)), "two jobs of a profile share an id"
     return jobs

@@ -1,8 +1,13 @@
 """RESULTS.md and the README block, rendered from the summary records, one function per section.
 
-The text is a pure function of the ledger (and the committed throughput measurement): no time of
-day, no machine paths (datasets by archive name and sha256, files by repository-relative path), a
+The text is a pure function of the ledger (and the committed throughput and unsharp-matching
+measurements): no time of day, no machine paths (datasets by archive name and sha256, files by
+repository-relative path), no git state of the checkout (the release is what the runs recorded), a
 fixed order; ``python run_experiments.py --report-only`` on a fresh clone writes the same bytes.
+
+Every verdict is generated from the numbers by :func:`stats.verdict`: "helps" / "hurts" only with
+Welch p < 0.05, "no effect larger than X points" when the whole 95% CI lies within ±X (the profile's
+``margin``), "inconclusive" otherwise.
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ from io_utils import atomic_write_text, read_json
 
 from . import figures
 from .plan import REPO
-from .profiles import LABELS, MAIN_GAINS
-from .stats import ALPHA, Comparison, Spread
-from .summary import DatasetSummary, Summary
+from .profiles import LABELS, MAIN_GAINS, MATCHING
+from .stats import ALPHA, LAST_K, POWER, Comparison, Spread, compare, spread
+from .summary import Contrast, DatasetSummary, GanSummary, Row, Summary
 
-__all__ = ["README_START", "README_END", "write", "render", "readme_block", "update_readme"]
+__all__ = ["README_START", "README_END", "write", "render", "readme_block", "update_readme", "answer",
+           "gan_answer", "verdict_line"]
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 THROUGHPUT = REPO / "results" / "throughput_cpu.json"
+EXAMPLES = REPO / "results" / "examples" / "example_grid.png"
 
 
 # ------------------------------------------------------------------------------------- format
@@ -62,6 +69,21 @@ def _flags(d: DatasetSummary) -> dict:
 
 # ----------------------------------------------------------------------------------- sections
 
+def _release(s: Summary) -> list:
+    """Which release made the current runs, from what they recorded (no git call: a clone may lack the tags)."""
+    cur = [r for r in s.runs if r.status == "current"]
+    tag = s.profile.release
+    if not tag or not cur:
+        return []
+    tagged = [r for r in cur if tag in r.release]
+    others = sorted({t for r in cur if tag not in r.release for t in r.release} or {"no tag"}) if \
+        len(tagged) < len(cur) else []
+    line = (f"**Release:** the sweep is run from the tag `{tag}` (`git worktree add ../{tag} {tag}`, then "
+            f"`python run_experiments.py --profile {s.profile.name} --commit` there); {len(tagged)} of the "
+            f"{len(cur)} runs in the tables started from a commit carrying that tag (their `run.json` records it)")
+    return [line + (f", the others from: {', '.join(others)}." if others else "."), ""]
+
+
 def _header(s: Summary) -> list:
     p = s.profile
     c = s.counts
@@ -76,11 +98,11 @@ def _header(s: Summary) -> list:
         out += [f"**Status:** {c['done']} of {s.planned} planned jobs done, {c['pending']} pending, {c['stale']} stale "
                 f"(made by code or settings that have changed since; kept out of the tables, listed at the end). "
                 f"`python run_experiments.py --profile {p.name} --dry-run` lists them.", ""]
-    return out
+    return out + _release(s)
 
 
 def _throughput_note(p) -> list:
-    tp = read_json(THROUGHPUT) if p.name == "scale" else None
+    tp = read_json(THROUGHPUT) if p.device == "cpu" and not p.generated_data else None
     if not tp:
         return []
     best = {(r["image_size"], r["batch"], r["layout"]): r for r in tp["best"]}
@@ -96,6 +118,50 @@ def _throughput_note(p) -> list:
             "tries counts: other work on the shared machine only slows a try down, a 2-thread run most.", ""] + rows + [""]
 
 
+def _matching(s: Summary) -> list:
+    """The unsharp control's matching, from results/unsharp_matching.json, for the datasets whose flags it set."""
+    with_unsharp = [d for d in s.datasets if d.plan.unsharp]
+    if not with_unsharp:
+        return []
+    m = read_json(MATCHING) or {"datasets": {}}
+    rows, unmatched = [], []
+    for d in with_unsharp:
+        flags, e = dict(d.plan.unsharp), m["datasets"].get(d.name)
+        if e is None or flags.get("unsharp-amount") != f"{e['amount'][0]:g},{e['amount'][1]:g}" \
+                or flags.get("unsharp-sigma") != m.get("sigma"):
+            unmatched.append(d.title)
+            continue
+        rows.append(f"| {d.title} | {e['images']} of its '{e['split']}' split ({e['archive']}) | {e['image_size']} | "
+                    f"{m['sigma']:g} | [{e['amount'][0]:g}, {e['amount'][1]:g}) | {e['spectral_norm']:.2f} | "
+                    f"{e['unsharp_norm']:.2f} | {e['spectral_rms_per_pixel']:.3f} |")
+    out = ["**The matched control.** `unsharp` replaces an image, with the spectral condition's probability 0.5, by "
+           "the linear unsharp mask w = f + a (f - G_s * f) (`unsharp.py`), a drawn uniformly per image. Its Gaussian "
+           "width s is fixed and its range of a has the ratio of the gains' range (5/3); the range is chosen so that "
+           "the mean perturbation size per augmented image, E||w - f||₂ on the [-1, 1] scale the network sees, equals "
+           "the spectral augmentation's (bands 1-2, gains {3, 4}, λ = 7, averaged over the four gain pairs), measured "
+           "on training images at the sweep's size by `python -m experiments.unsharp_match` "
+           "(`results/unsharp_matching.json`). At equal size, spectral - unsharp tells whether the TV bands "
+           "matter or just a perturbation of that size.", ""]
+    if rows:
+        out += ["| dataset | measured on | size | s (px) | a | spectral E‖w - f‖ | unsharp E‖w - f‖ | "
+                "spectral RMS per pixel |", "|---|---|---:|---:|---|---:|---:|---:|"] + rows + [""]
+    if unmatched:
+        out += [f"Not matched (the profile sets s and a by hand): {', '.join(unmatched)}.", ""]
+    return out
+
+
+def _examples(s: Summary) -> list:
+    """The committed example grid (drawn from the archives by ``python -m experiments.examples``, not here)."""
+    if s.profile.generated_data or not EXAMPLES.is_file():
+        return []
+    rel = EXAMPLES.relative_to(REPO).as_posix()
+    return [f"![what each condition does to a training image]({rel})", "",
+            "What the conditions do to one training image of CIFAR-10 (32 px) and Imagenette (64 px): the TV bands "
+            "phi_1 and phi_2, the spectral augmentation at each gain, the ablation's ranges (at their middle) and the "
+            "matched unsharp mask (at the middle of its range), each with its perturbation size ‖w - f‖ "
+            f"(`python -m experiments.examples`, committed as `{rel}`).", ""]
+
+
 def _setup(s: Summary) -> list:
     out = ["## Setup", "", "| dataset | training images | size | epochs | batch | Adam lr | evaluated on | seeds | "
            "jobs done / pending / stale |", "|---|---:|---:|---:|---:|---:|---|---:|---|"]
@@ -106,14 +172,25 @@ def _setup(s: Summary) -> list:
         out.append(f"| {d.title} | {n} | {f['image-size']}×{f['image-size']} | {f['epochs']} | {f['batch-size']} | "
                    f"{f['lr']:g} | {pl.eval_note} | {seeds} | {d.counts['done']} / {d.counts['pending']} / "
                    f"{d.counts['stale']} |")
+    margin = f"{100 * s.profile.margin:g}"
     out += ["", "Conditions, all at the same budget (images, epochs, steps): **plain**; **spectral**: each training "
             "image replaced with probability 0.5 by its spectral TV augmentation (bands 1-2 of the TV flow with "
-            "λ = 7 amplified by integer gains k in {3, 4}, drawn per image); **crop+flip**: random crop (4 px "
-            "reflect padding per 32 px) and horizontal flip, the standard augmentation and the *positive "
-            "control*; **spectral + crop+flip**: both. Each seed draws its own training subset, initialisation, "
-            "batches and augmentation; the evaluation images are the same for every run. Δ is the difference "
-            f"of mean test accuracy to plain in percentage points with its 95% confidence interval; p is "
-            f"Welch's t-test (significant below {ALPHA}).", ""]
+            "λ = 7 amplified by integer gains k in {3, 4}, drawn per image); **unsharp mask**: the matched "
+            "non-spectral control (below); **crop+flip**: random crop (4 px reflect padding per 32 px) and horizontal "
+            "flip, the standard augmentation and the *positive control*; **spectral + crop+flip**: both. Each seed "
+            "draws its own training subset, initialisation, batches and augmentation; the evaluation images are the "
+            "same for every run.", "",
+            f"**Primary metric** (declared before the runs): each run's mean test accuracy over its last {LAST_K} "
+            f"epochs (all of a shorter run), since constant-lr Adam moves test accuracy by points from one epoch to the next; the final "
+            f"epoch's accuracy is the second column. Δ is the difference of the mean to plain in percentage points "
+            f"with its 95% confidence interval, p Welch's t-test. **Verdicts** are generated from the numbers: "
+            f"*helps* / *hurts* only with p < {ALPHA}; *no effect larger than {margin} points* when the whole 95% CI "
+            f"lies within ±{margin} points; *inconclusive* otherwise. **Power:** the smallest difference the seeds "
+            f"detect with probability {POWER:.0%} (two-sided α = {ALPHA}): the δ at which a two-sample t-test with "
+            f"the pooled standard deviation σ of the two arms and n₁ + n₂ - 2 degrees of freedom rejects with that "
+            f"probability (noncentral t with noncentrality δ / (σ √(1/n₁ + 1/n₂)); "
+            f"`experiments/stats.py: min_detectable_difference`).", ""]
+    out += _matching(s) + _examples(s)
     out += ["How fast the TV engine itself is (`pock.rof`, `pock.spectral` against scikit-image and the "
             "dissertation's solver) is measured by `bench_pock.py`: see the README's "
             "[benchmark section](README.md#benchmark-of-the-tv-engine).", ""]
@@ -134,26 +211,116 @@ def _provenance(s: Summary) -> list:
     return out + [""]
 
 
-def _main_table(d: DatasetSummary) -> list:
-    out = ["| condition | seeds | test accuracy % | Δ vs plain, points [95% CI] | Welch p | final train accuracy % "
-           "| training images/s |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for r in d.main:
+def _last(d: DatasetSummary) -> str:
+    """The primary metric's window in words: a run shorter than LAST_K epochs averages all of them."""
+    k = min(LAST_K, _flags(d)["epochs"])
+    return f"last {k} epochs" if k > 1 else "last epoch"
+
+
+def _main_table(d: DatasetSummary, base: str = "plain") -> list:
+    rows = d.main
+    out = [f"| condition | seeds | test accuracy, {_last(d)} % | Δ vs {base}, points [95% CI] | Welch p | "
+           f"final epoch % | Δ final epoch [95% CI] | train accuracy, last epoch % | training images/s |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
         out.append(f"| {r.label} | {r.acc.n} | {_pm(r.acc)} | {_diff(r.vs_plain)} | "
-                   f"{_p(r.vs_plain.p if r.vs_plain else None)} | {_pm(r.train_acc)} | {_rate(r.images_per_s)} |")
-    return out + [""]
+                   f"{_p(r.vs_plain.p if r.vs_plain else None)} | {_pm(r.final)} | {_diff(r.vs_plain_final)} | "
+                   f"{_pm(r.train_acc)} | {_rate(r.images_per_s)} |")
+    return out + ["", "Train accuracy is the running accuracy over the last epoch's training batches, as trained: "
+                      "augmented, with dropout on.", ""]
+
+
+def verdict_line(c: Optional[Contrast], what: str) -> str:
+    """``what``: Δ [CI], p, the verdict in bold, and the power of the seeds."""
+    if c is None or c.comparison is None:
+        return f"{what}: no answer yet (each side needs two finished seeds)."
+    k = c.comparison
+    power = (f"; with {c.n[0]} and {c.n[1]} seeds (pooled sd {100 * c.sd:.2f} points) the smallest difference "
+             f"detectable at {POWER:.0%} power is {100 * c.mdd:.1f} points" if c.mdd is not None else "")
+    return (f"{what}: {100 * k.diff:+.1f} points (95% CI [{100 * k.low:+.1f}, {100 * k.high:+.1f}], Welch p = "
+            f"{_p(k.p)}): **{c.verdict}**{power}.")
 
 
 def _control_sentence(d: DatasetSummary) -> str:
-    c = d.control
-    if c is None:
-        return ("**Positive control:** not enough finished seeds yet (crop+flip and plain need two each), so it is "
+    c = d.contrasts.get("control")
+    if c is None or c.comparison is None:
+        return ("Positive control: not enough finished seeds yet (crop+flip and plain need two each), so it is "
                 "not yet known whether this budget can show an augmentation effect.")
-    numbers = f"crop+flip {100 * c.diff:+.1f} points vs plain (95% CI [{100 * c.low:+.1f}, {100 * c.high:+.1f}], " \
-              f"Welch p = {_p(c.p)})"
-    if c.significant and c.diff > 0:
-        return f"**Positive control:** {numbers}: this budget **can** detect an augmentation effect."
-    return (f"**Positive control:** {numbers}: not a significant gain, so this budget **cannot** show that an "
-            f"augmentation helps, and a null result for the spectral augmentation here says nothing.")
+    k = c.comparison
+    line = verdict_line(c, "Positive control, crop+flip - plain")
+    if k.significant and k.diff > 0:
+        return line + f" An effect of {100 * k.diff:+.1f} points is detectable at this budget."
+    return line + (" Crop+flip shows no significant gain here, so a null result for the spectral augmentation at "
+                   "this budget says nothing.")
+
+
+def _verdicts(d: DatasetSummary) -> list:
+    lines = [("spectral", "spectral - plain"), ("unsharp", "unsharp mask - plain"),
+             ("bands", "spectral - unsharp mask (the TV bands against a perturbation of the same size)")]
+    out = [f"- {verdict_line(d.contrasts.get(k), what)}" for k, what in lines
+           if k in d.contrasts or k == "spectral"]
+    return out + [f"- {_control_sentence(d)}", ""]
+
+
+def _still_learning(row: Optional[Row]) -> str:
+    if row is None or not row.runs:
+        return ""
+    last = sum(1 for r in row.runs if r.curve and r.peak_epoch == r.curve[-1][0])
+    return f"{last} of {len(row.runs)} {row.label} seeds reach their best test accuracy at the last epoch"
+
+
+def _lower_or_slower(d: DatasetSummary) -> list:
+    both = d.contrasts.get("both")
+    if both is None:
+        return []
+    f = _flags(d)
+    rows = {r.key: r for r in d.main}
+    out = ["### Lower or slower? spectral + crop+flip against crop+flip", "",
+           f"- at {f['epochs']} epochs: " + verdict_line(both, "spectral + crop+flip - crop+flip")
+           + f" {_still_learning(rows.get('cropflip'))}; {_still_learning(rows.get('both'))}."]
+    if not d.long:
+        return out + ["", "Not yet run at more epochs, so it is open whether the combination is lower or slower.", ""]
+    lrows = {r.key: r for r in d.long}
+    e2 = d.plan.long_epochs
+    out += [f"- at {e2} epochs: " + verdict_line(d.long_contrast, "spectral + crop+flip - crop+flip")
+            + f" {_still_learning(lrows.get('cropflip'))}; {_still_learning(lrows.get('both'))}.", ""]
+    out += [f"| condition | seeds | epochs | test accuracy, last {LAST_K} epochs (all of a shorter run) % | "
+            f"final epoch % |",
+            "|---|---:|---:|---:|---:|"]
+    for r in list(d.main) + list(d.long):
+        if r.key in ("cropflip", "both"):
+            out.append(f"| {r.label} | {r.acc.n} | {r.runs[0].epochs} | {_pm(r.acc)} | {_pm(r.final)} |")
+    out.append("")
+    short, long = both.verdict, d.long_contrast.verdict if d.long_contrast else "no answer yet"
+    if long == "hurts":
+        word = f"**lower**: spectral + crop+flip stays below crop+flip at {e2} epochs"
+    elif short == "hurts" and long != "no answer yet":
+        word = (f"**slower**, not lower: the gap at {f['epochs']} epochs is gone at {e2} epochs ({long})"
+                if long != "inconclusive" else
+                f"not significant any more at {e2} epochs, but the interval is too wide to call it slower: "
+                f"**inconclusive**")
+    else:
+        word = f"at {f['epochs']} epochs {short}, at {e2} epochs {long}"
+    return out + [f"Which it was: {word}.", ""]
+
+
+def _color(d: DatasetSummary) -> list:
+    if not d.color:
+        return []
+    gray = {r.key: r for r in d.main}
+    spectral = [r for row in d.color if row.key == "spectral" for r in row.runs]
+    vec = sum(1 for r in spectral if r.vectorial_tv)
+    out = ["### Colour", "", "RGB input (`--color`) beside the gray runs, same budget and seeds; the spectral "
+           f"augmentation decomposes the three channels together with vectorial TV ({vec} of {len(spectral)} "
+           f"colour spectral runs record `vectorial_tv: true` in args.json; `--channelwise-tv` would decompose each "
+           f"channel on its own).", "",
+           f"| condition | gray seeds | gray, {_last(d)} % | colour seeds | colour, {_last(d)} % "
+           f"| colour Δ vs colour plain [95% CI] | Welch p |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in d.color:
+        g = gray.get(r.key)
+        out.append(f"| {r.label} | {g.acc.n if g else 0} | {_pm(g.acc) if g else '–'} | {r.acc.n} | {_pm(r.acc)} | "
+                   f"{_diff(r.vs_plain)} | {_p(r.vs_plain.p if r.vs_plain else None)} |")
+    return out + ["", f"- {verdict_line(d.color_contrast, 'Colour, spectral - plain')}", ""]
 
 
 def _concat(d: DatasetSummary) -> list:
@@ -164,8 +331,9 @@ def _concat(d: DatasetSummary) -> list:
     out = [f"The dissertation's own budget: plain for {f['epochs']} epochs against *concat* for "
            f"{d.plan.concat_epochs} epochs, where every step trains the batch together with its augmented copy "
            f"(so each epoch trains twice the images).", "",
-           "| run | seeds | epochs | steps | images trained | test accuracy % | Δ vs plain [95% CI] | Welch p |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+           f"| run | seeds | epochs | steps | images trained | test accuracy, last {LAST_K} epochs (all of a "
+           f"shorter run) % | "
+           f"Δ vs plain [95% CI] | Welch p |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row, factor in ((plain, 1), (d.concat, 2)):
         r0 = row.runs[0]
         out.append(f"| {row.label} | {row.acc.n} | {r0.epochs} | {r0.steps:,} | "
@@ -187,12 +355,25 @@ def _ablation(d: DatasetSummary, fig: Optional[str]) -> list:
     out = ["### Gain ablation", "", "Bands 1-2 amplified by gains k drawn from other ranges, in the spectral "
            "condition's replace mode at the same budget. k < 1 attenuates the fine bands (removes texture); "
            f"k in [{MAIN_GAINS.replace(',', ', ')}) is the dissertation's range and the main `spectral` row.", "",
-           "| gains k | draw | seeds | test accuracy % | Δ vs plain [95% CI] | Welch p |",
+           f"| gains k | draw | seeds | test accuracy, {_last(d)} % | Δ vs plain [95% CI] | Welch p |",
            "|---|---|---:|---:|---:|---:|"]
     for r in d.ablation:
         out.append(f"| [{r.key.replace(',', ', ')}) | {_draw(r.key)} | {r.acc.n} | {_pm(r.acc)} | "
                    f"{_diff(r.vs_plain)} | {_p(r.vs_plain.p if r.vs_plain else None)} |")
     return out + [""] + ([f"![{d.title} gain ablation]({fig})", ""] if fig else [])
+
+
+def _confusion(d: DatasetSummary, fig: Optional[str]) -> list:
+    if not d.confusion:
+        return []
+    tops = ", ".join(f"{LABELS[r.condition]} {_pct(r.test_top1)}%" for r in d.confusion)
+    if not fig:
+        return [f"Confusion matrices: none drawn, since {len(d.confusion[0].confusion[0])} classes are too many to "
+                f"label; the test script's matrices are in the ledger (`confusion_matrix.csv`). Top-1 of the seed-0 "
+                f"checkpoints: {tops}.", ""]
+    return [f"![{d.title} confusion matrices]({fig})", "",
+            "Row-normalised confusion matrices of the test script on the seed-0 checkpoints: top-1 " + tops
+            + " (equal to the training runs' final-epoch test accuracy: same checkpoint, same images).", ""]
 
 
 def _dataset(d: DatasetSummary, figs: dict) -> list:
@@ -202,57 +383,79 @@ def _dataset(d: DatasetSummary, figs: dict) -> list:
            f"{f['epochs']} epochs, batch {f['batch-size']}; evaluated on {d.plan.eval_note}.", ""]
     if not d.main:
         return out + ["No finished runs yet.", ""]
-    out += _main_table(d) + [_control_sentence(d), ""]
-    if figs.get("curves"):
-        out += [f"![{d.title} learning curves]({figs['curves']})", ""]
-    out += _concat(d)
-    if figs.get("confusion"):
-        out += [f"![{d.title} confusion matrices]({figs['confusion']})", "",
-                "Row-normalised confusion matrices of the test script on the seed-0 checkpoints: top-1 "
-                + ", ".join(f"{LABELS[r.condition]} {_pct(r.test_top1)}%" for r in d.confusion)
-                + " (equal to the training runs' final test accuracy: same checkpoint, same images).", ""]
+    out += _main_table(d) + _verdicts(d)
+    for kind, alt in (("curves", "learning curves"), ("delta", "spectral - plain per epoch")):
+        if figs.get(kind):
+            out += [f"![{d.title} {alt}]({figs[kind]})", ""]
+    out += _lower_or_slower(d) + _color(d) + _concat(d) + _confusion(d, figs.get("confusion"))
     return out + _ablation(d, figs.get("ablation"))
 
 
-def gan_answer(g: dict) -> str:
-    """The GAN result in one sentence: the spectral modes' sliced Wasserstein distance against plain's."""
-    swd = {k: v["swd_x1e3"]["avg"] for k, v in g["results"].items() if v.get("mode") != "real"}
-    real = next((v["swd_x1e3"]["avg"] for v in g["results"].values() if v.get("mode") == "real"), None)
-    numbers = ", ".join(f"{k} {v:.1f}" for k, v in swd.items())
-    floor = f"; real training faces score {real:.1f}" if real is not None else ""
-    if "plain" not in swd or len(swd) < 2:
-        return f"sliced Wasserstein distance ×1e3 to held-out faces: {numbers}{floor}."
-    best = min((k for k in swd if k != "plain"), key=swd.get)
-    verdict = ("generating in the spectral domain does not beat the plain DCGAN" if swd[best] >= swd["plain"] else
-               f"the {best} mode comes closer to real faces than the plain DCGAN")
-    return (f"sliced Wasserstein distance ×1e3 to held-out faces (lower is better) {numbers}{floor}: {verdict} "
-            f"at equal generator updates (one seed each, so no significance test).")
+def _gan_sets(g: GanSummary) -> dict:
+    return {name: (mode, updates, swd, spec) for name, mode, updates, swd, spec in g.sets}
+
+
+def _floor(g: GanSummary) -> str:
+    if g.floor is None:
+        return ""
+    return (f"real vs held-out real faces score {g.floor.mean:.1f}" + (f" ± {g.floor.sd:.1f}" if g.floor.sd else "")
+            + f" ({g.floor.n} draws of {g.n_real} faces; the noise floor)")
+
+
+def gan_answer(g: GanSummary) -> str:
+    """The GAN result in one sentence: the spectral modes' SWD against the plain DCGAN at matched updates."""
+    sets = _gan_sets(g)
+    numbers = ", ".join(f"{k} {_mean_sd(v[2])}" for k, v in sets.items())
+    floor = f"; {_floor(g)}" if g.floor is not None else ""
+    base = (f"sliced Wasserstein distance ×1e3 to held-out faces (lower is better; mean ± std over "
+            f"{len(g.seeds)} seed{'s' if len(g.seeds) != 1 else ''}) {numbers}{floor}")
+    words = []
+    for mode, ref in (("components", "plain-matched"), ("joint", "plain"), ("components", "plain")):
+        if mode in sets and ref in sets and not any(w.startswith(mode) for w in words):
+            c = compare(sets[mode][2], sets[ref][2])
+            who = f"{ref} at the {sets[ref][1]} updates its evaluated generator got"
+            words.append(f"{mode} vs {who}: " + ("not testable with one seed" if c is None else
+                         f"{'closer to' if c.diff < 0 else 'further from'} real faces (Welch p = {_p(c.p)})"
+                         if c.significant else f"no significant difference (Welch p = {_p(c.p)})"))
+    return base + (": " + "; ".join(words) if words else "") + "."
+
+
+def _mean_sd(xs) -> str:
+    s = spread(xs)
+    return f"{s.mean:.1f}" + (f" ± {s.sd:.1f}" if s.sd is not None else "")
 
 
 def _gan(s: Summary, figure: Optional[str] = None) -> list:
-    if s.gan is None:
-        return []
-    import gan_lib
     g = s.gan
-    with_fid = g.get("fid_kid") == "computed"
+    if g is None:
+        return []
     flags = " ".join(f"--{f} {v}" for f, v in s.profile.gan.flags)
     out = ["## GAN on faces (gan.py, gan_test.py)", "",
-           f"DCGANs trained by `gan.py {flags}` on CelebA faces, one run per mode (one seed, so no significance "
-           f"test), measured by `gan_test.py` against {g['n_real']} held-out faces: sliced Wasserstein distance "
-           f"×1e3 (lower is better) and the relative L1 distance of the mean TV spectrum to the real faces'. "
-           f"FID/KID: {g.get('fid_kid')}.", "", gan_lib.markdown_table(g["results"], with_fid=with_fid), ""]
+           f"DCGANs trained by `gan.py {flags}` on CelebA faces, {len(g.seeds)} seed(s) per mode, measured by "
+           f"`gan_test.py` against {g.n_real} held-out faces: sliced Wasserstein distance ×1e3 (lower is better) and "
+           f"the relative L1 distance of the mean TV spectrum to the real faces'. FID/KID: {g.fid_kid}.", "",
+           "| set | mode | G updates of the evaluated generator | seeds | SWD avg ×1e3 | spectrum distance |",
+           "|---|---|---:|---:|---:|---:|"]
+    for name, mode, updates, swd, spec in g.sets:
+        sd = spread(spec)
+        out.append(f"| {name} | {mode} | {updates if updates is not None else '–'} | {len(swd)} | {_mean_sd(swd)} | "
+                   f"{sd.mean:.3f}" + (f" ± {sd.sd:.3f}" if sd.sd is not None else "") + " |")
+    if g.floor is not None:
+        out += ["", f"Noise floor: {_floor(g)}: SWD differences within its spread say nothing."]
+    out.append("")
     order = dict(s.profile.gan.flags).get("stage-order", "dissertation")
     if "components" in s.profile.gan.modes:
         out += [f"`components` is the dissertation's scheme, trained in {order} stage order: its recombination "
-                "telescopes to the u_0 generator's sample, so that is the image evaluated"
-                + (", a DCGAN that got 1/(N+1) of the updates (u_0 is trained first)" if order == "dissertation"
-                   else "") +
-                "; `joint` generates the bands and the residual as channels and sums them, an exact "
-                "reconstruction ([docs/gan.md](docs/gan.md)).", ""]
+                "telescopes to the u_0 generator's sample, so that is the image evaluated, a DCGAN that got only "
+                "its stage's share of the updates (the column above)"
+                + ("; `plain-matched` is a plain DCGAN given exactly that many updates, the fair comparison for it"
+                   if s.profile.gan.matched_plain else "")
+                + ("; `joint` generates the bands and the residual as channels and sums them, an exact "
+                   "reconstruction" if "joint" in s.profile.gan.modes else "") + " ([docs/gan.md](docs/gan.md)).", ""]
     if figure:
         out += [f"![GAN samples and mean TV spectra]({figure})", "",
-                "Samples of each mode beside real faces, and the mean TV spectrum S(t) of each set "
-                "(`gan_test.py`'s figure, kept in the ledger).", ""]
+                f"Samples of each mode beside real faces, and the mean TV spectrum S(t) of each set, seed "
+                f"{g.seeds[0]} (`gan_test.py`'s figure, kept in the ledger).", ""]
     return out + [f"In one sentence: {gan_answer(g)}", ""]
 
 
@@ -264,7 +467,7 @@ def _stale(s: Summary) -> list:
            "Made by code whose fingerprint differs from the code the runs execute now (`code`), or by other "
            "settings than the profile asks for now (`settings`), or not part of the plan any more. The sweep "
            "redoes the stale ones and replaces their entries.", "",
-           "| run | status | why | test accuracy % | code fingerprint | commit |", "|---|---|---|---:|---|---|"]
+           "| run | status | why | final test accuracy % | code fingerprint | commit |", "|---|---|---|---:|---|---|"]
     for r in old:
         out.append(f"| `{r.id}` | {r.status} | {r.reason} | {_pct(r.test_acc)} | `{r.fingerprint[:12]}` | "
                    f"`{(r.commit or '?')[:10]}` |")
@@ -272,17 +475,23 @@ def _stale(s: Summary) -> list:
 
 
 def answer(d: DatasetSummary) -> str:
-    """The answer for one dataset in one sentence, from the numbers."""
-    c, ctl = d.spectral, d.control
-    if c is None:
+    """The answer for one dataset in one sentence, from the numbers (primary metric)."""
+    c = d.contrasts.get("spectral")
+    if c is None or c.comparison is None:
         return "no answer yet (spectral and plain need two finished seeds each)."
-    numbers = (f"spectral augmentation changes test accuracy by {100 * c.diff:+.1f} points "
-               f"(95% CI [{100 * c.low:+.1f}, {100 * c.high:+.1f}], Welch p = {_p(c.p)})")
-    if ctl is None or not (ctl.significant and ctl.diff > 0):
-        return f"{numbers}, but crop+flip shows no significant gain at this budget, so it cannot tell."
-    if c.significant:
-        return f"{numbers}: it {'helps' if c.diff > 0 else 'hurts'}, at a budget where crop+flip helps."
-    return f"{numbers}: no detectable effect, at a budget where crop+flip does help ({100 * ctl.diff:+.1f} points)."
+    k = c.comparison
+    out = (f"spectral - plain on the last-{LAST_K}-epoch test accuracy is {100 * k.diff:+.1f} points "
+           f"(95% CI [{100 * k.low:+.1f}, {100 * k.high:+.1f}], Welch p = {_p(k.p)}): **{c.verdict}**")
+    if c.mdd is not None:
+        out += f" (smallest difference detectable at {POWER:.0%} power: {100 * c.mdd:.1f} points)"
+    b = d.contrasts.get("bands")
+    if b is not None and b.comparison is not None:
+        out += (f"; against the unsharp mask of the same perturbation size {100 * b.comparison.diff:+.1f} points "
+                f"(95% CI [{100 * b.comparison.low:+.1f}, {100 * b.comparison.high:+.1f}]): **{b.verdict}**")
+    ctl = d.control
+    if ctl is not None and not (ctl.significant and ctl.diff > 0):
+        out += "; crop+flip shows no significant gain at this budget, so the budget itself may be blind"
+    return out + "."
 
 
 def _closing(s: Summary) -> list:
@@ -316,19 +525,19 @@ def readme_block(s: Summary) -> str:
         return (f"No runs yet: the ledger `results/runs/{p.name}/` holds 0 of the {s.planned} jobs of the "
                 f"`{p.name}` profile ({p.description.split(':')[0]}). `python run_experiments.py --profile {p.name} "
                 f"--commit` runs them; [{report}]({report}) then reports them.")
-    lines = [f"From the `{p.name}` profile ({s.counts['done']} of {s.planned} jobs done; test accuracy, mean ± std "
-             f"over seeds, Δ vs plain with Welch p):", ""]
+    lines = [f"From the `{p.name}` profile ({s.counts['done']} of {s.planned} jobs done"
+             + (f", release `{p.release}`" if p.release else "") + f"; test accuracy averaged over each run's last "
+             f"{LAST_K} epochs, mean ± std over seeds):", ""]
     for d in s.datasets:
         if not d.main:
             continue
-        cells = ", ".join(f"{r.label} {_pm(r.acc)}%" + (f" (Δ {100 * r.vs_plain.diff:+.1f}, p = {_p(r.vs_plain.p)})"
-                                                        if r.vs_plain else "") for r in d.main)
+        cells = ", ".join(f"{r.label} {_pm(r.acc)}%" for r in d.main)
         lines.append(f"- {d.title} ({_flags(d)['image-size']} px, {d.main[0].acc.n} seeds): {cells}. "
                      f"{answer(d)[0].upper()}{answer(d)[1:]}")
     if s.gan is not None:
         lines.append(f"- GAN on CelebA faces ({dict(p.gan.flags).get('image-size', 64)} px): "
-                     f"{gan_answer(s.gan)}")
-    return "\n".join(lines + ["", f"Details, curves, the dissertation's budgets and the ablation: [{report}]({report})."])
+                     f"{gan_answer(s.gan)[0].upper()}{gan_answer(s.gan)[1:]}")
+    return "\n".join(lines + ["", f"Details, curves, the controls, colour and the ablation: [{report}]({report})."])
 
 
 def update_readme(readme: Path, block: str) -> bool:
@@ -352,6 +561,7 @@ def _figures(s: Summary, folder: Path, rel: str) -> dict:
     figs = {(None, "accuracy"): figures.accuracy(s, folder / "accuracy.png")}
     for d in s.datasets:
         figs[(d.name, "curves")] = figures.curves(d, folder / f"{d.name}_curves.png")
+        figs[(d.name, "delta")] = figures.delta(d, folder / f"{d.name}_delta.png")
         figs[(d.name, "confusion")] = figures.confusion(d, folder / f"{d.name}_confusion.png")
         figs[(d.name, "ablation")] = figures.ablation(d, folder / f"{d.name}_ablation.png")
     return {k: f"{rel}/{v}" for k, v in figs.items() if v}
@@ -362,9 +572,9 @@ def write(s: Summary, out_dir: Path) -> list:
     out_dir = Path(out_dir)
     rel = f"results/{s.profile.name}"
     figs = _figures(s, out_dir / rel, rel)
-    if s.gan_figure is not None:
+    if s.gan is not None and s.gan.figure is not None:
         # linked where the ledger keeps it rather than copied: the image is a run's output, not drawn here
-        figs[(None, "gan")] = Path(os.path.relpath(s.gan_figure, out_dir)).as_posix()
+        figs[(None, "gan")] = Path(os.path.relpath(s.gan.figure, out_dir)).as_posix()
     atomic_write_text(out_dir / s.profile.report, render(s, figs))
     written = [s.profile.report] + sorted({v for k, v in figs.items() if k != (None, "gan")})
     if s.profile.readme and update_readme(out_dir / "README.md", readme_block(s)):

@@ -30,7 +30,7 @@ from .fingerprint import fingerprint
 from .plan import REPO, Job, command
 from .profiles import Profile
 
-__all__ = ["Context", "prepare_data", "sha256", "run_job", "sweep", "estimate_seconds", "JobFailed"]
+__all__ = ["Context", "prepare_data", "sha256", "run_job", "sweep", "estimate_seconds", "release_tags", "JobFailed"]
 
 SMOKE_SIZES = {"cifar10": 8, "imagenette": 6, "flowers102": 1, "celeba": 24}
 
@@ -146,7 +146,7 @@ def run_job(job: Job, ctx: Context) -> dict:
             "fingerprint": fp, "code": files,
             "data": {"name": Path(data).name if data else None, "sha256": ctx.data_sha.get(job.dataset)},
             "steps": steps, "layout": {"jobs": ctx.jobs, "threads": ctx.threads, "device": ctx.profile.device},
-            "machine": io_utils.machine(ctx.profile.device), "git": git_state(*files),
+            "machine": io_utils.machine(ctx.profile.device), "git": git_state(*files), "release": release_tags(),
             "started": min(r["started"] for r in steps), "finished": max(r["finished"] for r in steps),
             "seconds": round(sum(r["seconds"] for r in steps), 1)}
 
@@ -188,12 +188,26 @@ def sweep(jobs: list, ctx: Context) -> int:
     return failed
 
 
+def release_tags() -> list:
+    """The git tags on the commit a run starts from (``results-v2``): the report names the release from the
+    ledger, so a clone without the tags still regenerates it."""
+    try:
+        out = subprocess.run(["git", "tag", "--points-at", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                             timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return sorted(t for t in out.split() if t)
+
+
 def estimate_seconds(job: Job, profile: Profile) -> Optional[float]:
-    """Rough seconds of a training job on the profile's machine: images trained / images per second,
-    plus a tenth for evaluation and caches (None when the profile has no measured rate)."""
+    """Rough seconds of the whole machine for a job: for training, images trained / the profile's images per
+    second of the machine, plus a tenth for evaluation and caches; for the GANs, the profile's wall minutes
+    shared by its parallel runs (None when the profile has no measurement)."""
     rates = dict(profile.images_per_s)
     flags = dict(job.steps[0].flags)
-    if job.table == "gan" or flags.get("subset") is None or flags.get("image-size") not in rates:
+    if job.table == "gan":
+        return 60 * profile.gan.minutes / max(1, profile.jobs) if profile.gan.minutes else None
+    if flags.get("subset") is None or flags.get("image-size") not in rates:
         return None
     images = flags["subset"] * flags["epochs"] * (2 if flags.get("spectral-mode") == "concat" else 1)
     return 1.1 * images / rates[flags["image-size"]]

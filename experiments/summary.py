@@ -2,6 +2,11 @@
 
 Only *current* runs (made by the code and settings the plan asks for now) enter the tables and the
 statistics; stale and unplanned ones are kept apart, so a table never mixes code versions.
+
+Accuracies are compared on the primary metric, each run's mean test accuracy over its last
+``stats.LAST_K`` epochs, declared before the runs; the final epoch's accuracy is kept beside it. A
+:class:`Contrast` is one difference the report answers (spectral - plain, spectral - unsharp, ...):
+the Welch comparison on both metrics, the generated verdict and the power line.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from io_utils import read_json
 
 from . import ledger
 from .plan import Job, plan
-from .profiles import CONDITIONS, LABELS, MAIN_GAINS, TITLES, DatasetPlan, Profile
-from .stats import Comparison, Spread, compare, spread
+from .profiles import COLOR_CONDITIONS, CONDITIONS, LABELS, MAIN_GAINS, TITLES, DatasetPlan, Profile
+from .stats import (LAST_K, Comparison, Spread, compare, last_mean, min_detectable_difference, pooled_sd, spread,
+                    verdict)
 
-__all__ = ["RunRecord", "Row", "DatasetSummary", "Summary", "summarize"]
+__all__ = ["RunRecord", "Row", "Contrast", "DatasetSummary", "GanSummary", "Summary", "summarize", "contrast"]
 
 
 @dataclass(frozen=True)
@@ -50,11 +56,26 @@ class RunRecord:
     commit: Optional[str]
     confusion: Optional[tuple] = None  # (classes, rows) from the test script
     test_top1: Optional[float] = None
+    release: tuple = ()                # the git tags on the commit the run started from
+    vectorial_tv: Optional[bool] = None  # args.json: spectral runs with --color decompose with vectorial TV
+
+    @property
+    def primary(self) -> Optional[float]:
+        """The primary metric: mean test accuracy of the last LAST_K evaluated epochs."""
+        return last_mean([a for _, a in self.curve], LAST_K)
+
+    @property
+    def peak_epoch(self) -> Optional[int]:
+        """The (first) epoch of the highest test accuracy."""
+        return max(self.curve, key=lambda e: e[1])[0] if self.curve else None
 
 
 @dataclass(frozen=True)
 class Row:
-    """One condition of a table: its runs and their statistics (accuracies as fractions)."""
+    """One condition of a table: its runs and their statistics (accuracies as fractions).
+
+    ``acc`` and ``vs_plain`` are on the primary metric, ``final`` and ``vs_plain_final`` on the final epoch.
+    """
     key: str
     label: str
     runs: tuple
@@ -62,6 +83,21 @@ class Row:
     train_acc: Spread
     images_per_s: Spread
     vs_plain: Optional[Comparison]
+    final: Spread = Spread(0, None, None)
+    vs_plain_final: Optional[Comparison] = None
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """``a - b`` on the primary metric (and the final epoch), its verdict and the power of its seeds."""
+    a: str
+    b: str
+    comparison: Optional[Comparison]
+    final: Optional[Comparison]
+    verdict: str
+    n: tuple                           # seeds of a and b
+    sd: Optional[float]                # pooled standard deviation of the primary metric
+    mdd: Optional[float]               # smallest difference detectable at 80% power, two-sided 0.05
 
 
 @dataclass(frozen=True)
@@ -72,11 +108,39 @@ class DatasetSummary:
     main: tuple                        # Rows of CONDITIONS that have runs
     concat: Optional[Row]
     ablation: tuple                    # Rows by gain range, the main spectral condition included
-    control: Optional[Comparison]      # crop+flip - plain
-    spectral: Optional[Comparison]     # spectral - plain
+    contrasts: dict                    # name -> Contrast: spectral, unsharp, bands (spectral - unsharp), control, both
     curves: dict                       # condition -> (epochs, means, sds)
     confusion: tuple                   # RunRecords with a confusion matrix
     counts: dict                       # done / pending / stale jobs of the plan
+    delta_curve: tuple = ()            # (epoch, Comparison of spectral - plain at that epoch)
+    color: tuple = ()                  # Rows of the colour runs, vs the colour plain
+    color_contrast: Optional[Contrast] = None
+    long: tuple = ()                   # Rows of crop+flip and both at long_epochs
+    long_contrast: Optional[Contrast] = None
+
+    @property
+    def control(self) -> Optional[Comparison]:
+        """crop+flip - plain."""
+        c = self.contrasts.get("control")
+        return c.comparison if c else None
+
+    @property
+    def spectral(self) -> Optional[Comparison]:
+        """spectral - plain."""
+        c = self.contrasts.get("spectral")
+        return c.comparison if c else None
+
+
+@dataclass(frozen=True)
+class GanSummary:
+    """gan_test.py's metrics over the GAN seeds: per set, mean ± std of the SWD avg and the spectrum distance."""
+    seeds: tuple
+    sets: tuple                        # (name, mode, generator updates, SWD avg per seed, spectrum distance per seed)
+    floor: Optional[Spread]            # the SWD avg of real vs held-out real draws, over all seeds' draws
+    floor_draws: int
+    n_real: int
+    fid_kid: str
+    figure: Optional[Path] = None
 
 
 @dataclass(frozen=True)
@@ -86,9 +150,7 @@ class Summary:
     counts: dict                       # over the whole plan
     planned: int
     runs: tuple                        # every RunRecord, in plan order
-    gan: Optional[dict] = None         # gan_test.py's metrics.json of a current GAN job
-    gan_run: Optional[RunRecord] = None
-    gan_figure: Optional[Path] = None  # gan_test.py's samples_spectra.png in that job's ledger entry
+    gan: Optional[GanSummary] = None
     wall_seconds: float = 0.0
     machines: tuple = ()
     data: tuple = ()
@@ -130,14 +192,29 @@ def _record(e: ledger.Entry) -> RunRecord:
                 + (f", {run['machine']['gpu']}" if run["machine"].get("gpu") else ""),
         fingerprint=run["fingerprint"], commit=(run.get("git") or {}).get("commit"),
         confusion=_confusion(e.path / "test" / "confusion_matrix.csv"),
-        test_top1=test.get("top1") if test else None)
+        test_top1=test.get("top1") if test else None, release=tuple(run.get("release") or ()),
+        vectorial_tv=(read_json(e.path / "train" / "args.json") or {}).get("vectorial_tv"))
 
 
 def _row(key: str, label: str, runs: list, plain: list) -> Row:
-    accs = [r.test_acc for r in runs]
+    accs, finals = [r.primary for r in runs], [r.test_acc for r in runs]
+    vs = key != "plain" and plain is not None
     return Row(key, label, tuple(runs), spread(accs), spread([r.train_acc for r in runs if r.train_acc is not None]),
                spread([r.images_per_s for r in runs if r.images_per_s is not None]),
-               compare(accs, [r.test_acc for r in plain]) if key != "plain" else None)
+               compare(accs, [r.primary for r in plain]) if vs else None, spread(finals),
+               compare(finals, [r.test_acc for r in plain]) if vs else None)
+
+
+def contrast(a: Optional[Row], b: Optional[Row], margin: float) -> Optional[Contrast]:
+    """``a - b`` of two rows (None when either has no runs)."""
+    if a is None or b is None:
+        return None
+    xa, xb = [r.primary for r in a.runs], [r.primary for r in b.runs]
+    c = compare(xa, xb)
+    sd = pooled_sd(xa, xb)
+    mdd = min_detectable_difference(sd, len(xa), len(xb)) if sd and len(xa) + len(xb) > 2 else None
+    return Contrast(a.key, b.key, c, compare([r.test_acc for r in a.runs], [r.test_acc for r in b.runs]),
+                    verdict(c, margin), (len(xa), len(xb)), sd, mdd)
 
 
 def _curves(rows: tuple) -> dict:
@@ -153,25 +230,52 @@ def _curves(rows: tuple) -> dict:
     return out
 
 
-def _dataset(ds: DatasetPlan, runs: list, statuses: list) -> DatasetSummary:
+def _delta_curve(a: Optional[Row], b: Optional[Row]) -> tuple:
+    """Per epoch, the Welch comparison of ``a`` - ``b`` test accuracy (epochs that every run evaluated)."""
+    if a is None or b is None:
+        return ()
+    curves = [dict(r.curve) for r in a.runs + b.runs]
+    epochs = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+    out = []
+    for e in epochs:
+        c = compare([dict(r.curve)[e] for r in a.runs], [dict(r.curve)[e] for r in b.runs])
+        if c is not None:
+            out.append((e, c))
+    return tuple(out)
+
+
+def _rows(cur: list, table: str, conditions, plain_of) -> tuple:
+    by = {c: [r for r in cur if r.table == table and r.condition == c] for c in conditions}
+    plain = by.get("plain") if plain_of is None else plain_of
+    return tuple(_row(c, LABELS[c], rs, plain) for c, rs in by.items() if rs)
+
+
+def _dataset(ds: DatasetPlan, runs: list, statuses: list, margin: float) -> DatasetSummary:
     cur = [r for r in runs if r.dataset == ds.name and r.status == "current" and r.test_acc is not None]
-    plain = [r for r in cur if r.table == "main" and r.condition == "plain"]
-    main = tuple(_row(c, LABELS[c], [r for r in cur if r.table == "main" and r.condition == c], plain)
-                 for c in CONDITIONS if any(r.table == "main" and r.condition == c for r in cur))
+    main = _rows(cur, "main", CONDITIONS, None)
+    plain = next((row.runs for row in main if row.key == "plain"), ())
     concat_runs = [r for r in cur if r.table == "concat"]
-    concat = _row("concat", LABELS["concat"], concat_runs, plain) if concat_runs else None
+    concat = _row("concat", LABELS["concat"], concat_runs, list(plain)) if concat_runs else None
     ablation = ()
     if ds.ablation:
         spectral = [r for r in cur if r.table == "main" and r.condition == "spectral"]
         by_gains = [(MAIN_GAINS, spectral)] + [(g, [r for r in cur if r.table == "ablation" and r.gains == g])
                                                for g in ds.ablation]
-        ablation = tuple(_row(g, g, rs, plain) for g, rs in by_gains if rs)
+        ablation = tuple(_row(g, g, rs, list(plain)) for g, rs in by_gains if rs)
     get = {row.key: row for row in main}
+    pairs = {"spectral": ("spectral", "plain"), "unsharp": ("unsharp", "plain"), "bands": ("spectral", "unsharp"),
+             "control": ("cropflip", "plain"), "both": ("both", "cropflip")}
+    contrasts = {k: c for k, (a, b) in pairs.items() if (c := contrast(get.get(a), get.get(b), margin)) is not None}
+    color = _rows(cur, "color", COLOR_CONDITIONS, None)
+    cget = {row.key: row for row in color}
+    long = _rows(cur, "long", ("cropflip", "both"), ())
+    lget = {row.key: row for row in long}
     counts = {s: sum(1 for st in statuses if st == s) for s in ("done", "pending", "stale")}
-    return DatasetSummary(ds.name, TITLES[ds.name], ds, main, concat, ablation,
-                          get["cropflip"].vs_plain if "cropflip" in get else None,
-                          get["spectral"].vs_plain if "spectral" in get else None,
-                          _curves(main), tuple(r for r in cur if r.confusion is not None), counts)
+    return DatasetSummary(ds.name, TITLES[ds.name], ds, main, concat, ablation, contrasts, _curves(main),
+                          tuple(r for r in cur if r.confusion is not None), counts,
+                          _delta_curve(get.get("spectral"), get.get("plain")), color,
+                          contrast(cget.get("spectral"), cget.get("plain"), margin), long,
+                          contrast(lget.get("both"), lget.get("cropflip"), margin))
 
 
 def _wall_seconds(runs: list) -> float:
@@ -196,6 +300,25 @@ def _commit_range(runs: list) -> tuple:
     return tuple(dict.fromkeys([commits[0], commits[-1]])) if commits else ()
 
 
+def _gan(profile: Profile, cur: list, by_id: dict) -> Optional[GanSummary]:
+    """gan_test.py's metrics of every current GAN job, over seeds."""
+    runs = [r for r in cur if r.table == "gan"]
+    metrics = [m for r in runs if (m := read_json(by_id[r.id].path / "test" / "metrics.json"))]
+    if not metrics:
+        return None
+    names = [k for k, v in metrics[0]["results"].items() if v.get("mode") != "real"]
+    sets = []
+    for name in names:
+        rs = [m["results"][name] for m in metrics if name in m["results"]]
+        sets.append((name, rs[0]["mode"], rs[0].get("evaluated_generator_updates", rs[0].get("generator_updates")),
+                     tuple(r["swd_x1e3"]["avg"] for r in rs), tuple(r["spectrum_distance"] for r in rs)))
+    floors = [v for m in metrics for v in (m.get("swd_floor") or {}).get("avg", [])]
+    figure = by_id[runs[0].id].path / "test" / "samples_spectra.png"
+    return GanSummary(tuple(r.seed for r in runs), tuple(sets), spread(floors) if floors else None,
+                      max(len((m.get("swd_floor") or {}).get("avg", [])) for m in metrics), metrics[0]["n_real"],
+                      metrics[0].get("fid_kid", ""), figure if figure.is_file() else None)
+
+
 def summarize(profile: Profile, root: Path) -> Summary:
     """Read the ledger of ``profile`` under ``root`` once and reduce it to records."""
     jobs: list[Job] = plan(profile)
@@ -204,14 +327,10 @@ def summarize(profile: Profile, root: Path) -> Summary:
     by_id = {e.id: e for e in entries}
     status = {j.id: ledger.status(j, by_id[j.id].run if j.id in by_id else None)[0] for j in jobs}
     counts = {s: sum(1 for v in status.values() if v == s) for s in ("done", "pending", "stale")}
-    datasets = tuple(_dataset(ds, runs, [status[j.id] for j in jobs if j.dataset == ds.name])
+    datasets = tuple(_dataset(ds, runs, [status[j.id] for j in jobs if j.dataset == ds.name], profile.margin)
                      for ds in profile.datasets)
     cur = [r for r in runs if r.status == "current"]
-    gan_run = next((r for r in cur if r.table == "gan"), None)
-    gan = read_json(by_id[gan_run.id].path / "test" / "metrics.json") if gan_run else None
-    gan_figure = by_id[gan_run.id].path / "test" / "samples_spectra.png" if gan_run else None
-    return Summary(profile, datasets, counts, len(jobs), tuple(runs), gan, gan_run,
-                   gan_figure if gan_figure and gan_figure.is_file() else None, _wall_seconds(cur),
+    return Summary(profile, datasets, counts, len(jobs), tuple(runs), _gan(profile, cur, by_id), _wall_seconds(cur),
                    tuple(sorted({r.machine for r in cur})), tuple(sorted({r.data for r in cur})),
                    _commit_range(cur),
                    tuple(sorted({_layout(e.run.get("layout") or {}) for e in entries if e.status == "current"})))

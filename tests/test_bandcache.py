@@ -122,3 +122,12 @@ def test_key_follows_the_engines_code_not_its_comments(images, tmp_path, monkeyp
     original = key_with(source)
     assert key_with("# a new comment at the top\n" + source.replace('"""', '"""Reworded. ', 1)) == original
     assert key_with(source + "\nSPECTRAL_TOL = 2 * SPECTRAL_TOL\n") != original
+
+
+def test_key_records_the_tolerance_it_was_given_none_included(images):
+    """tol=None (pock.spectral's own, scale-aware default) is a setting of its own, not an absolute gap."""
+    def key(tol):
+        return bandcache.cache_key(images, lam=7.0, components=("phi1",), tol=tol, vectorial=False,
+                                   dtype=torch.float16, data_key="tiny")
+    assert key(None)["tol"] is None and key(1e-3)["tol"] == 1e-3
+    assert key(None) != key(1e-3) != key(2e-3)

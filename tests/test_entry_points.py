@@ -23,7 +23,7 @@ import cli  # noqa: E402
 SCRIPTS = ("train_pt.py", "train_pt_aug.py", "test_pt.py", "train_flowers102.py", "train_aug_flowers102.py",
            "test_flowers102.py", "train_imagenette.py", "train_aug_imagenette.py", "test_imagenette.py", "gan.py",
            "gan_test.py", "bench_pock.py", "run_experiments.py")
-MODULES = ("experiments.throughput",)
+MODULES = ("experiments.throughput", "experiments.unsharp_match", "experiments.seeds", "experiments.examples")
 README = ROOT / "README.md"
 FLAGS_START, FLAGS_END = "<!-- flags:start -->", "<!-- flags:end -->"
 
@@ -99,6 +99,13 @@ def test_no_default_is_an_absolute_path(parsers):
 def test_device_defaults_alike_everywhere(parsers):
     devices = {name: options(p)["--device"].default for name, p in parsers.items() if "--device" in options(p)}
     assert set(devices.values()) == {None} and {"bench_pock.py", "gan.py", "gan_test.py", "test_pt.py"} <= set(devices)
+
+
+def test_tolerance_defaults_to_the_engines_own(parsers):
+    """--tol None leaves pock.spectral its scale-aware default; a number is an absolute gap per pixel."""
+    tols = {name: options(p)["--tol"] for name, p in parsers.items() if "--tol" in options(p)}
+    assert {"train_pt_aug.py", "gan.py", "gan_test.py"} <= set(tols)
+    assert all(a.default is None and "scale-aware" in a.help for a in tols.values()), tols
 
 
 def test_retired_spellings_fail_with_a_pointer(parsers, capsys):

@@ -252,7 +252,7 @@ def test_resume_repeats_an_uninterrupted_run(runs, faces_zip, tmp_path):
 
 def test_gan_test_metrics(runs, tmp_path):
     a = eval_args("--n-real", HOLDOUT, "--spectrum-bands", 3, "--per-state", "--no-progress", "--device", "cpu",
-                  "--output-dir", tmp_path, *sum([["--run", d] for d, _, _ in runs.values()], []))
+                  "--floor-draws", 2, "--output-dir", tmp_path, *sum([["--run", d] for d, _, _ in runs.values()], []))
     report = GAN_TEST["main"](a)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["results"].keys() == report["results"].keys()
@@ -270,6 +270,13 @@ def test_gan_test_metrics(runs, tmp_path):
         assert res["real (train)"]["spectrum_distance"] < res[name]["spectrum_distance"], name
     assert res["joint"]["max_abs_image_minus_sum_of_bands"] < 1e-5
     assert res["components"]["stage_evaluated"] == "u0"
+    # 16 updates over u0..u3: the evaluated u0 generator had 4; a run with --max-steps is grouped by its budget.
+    assert res["components"]["evaluated_generator_updates"] == 4 and res["components"]["group"].endswith("@16 steps")
+    assert res["plain"]["evaluated_generator_updates"] == res["plain"]["generator_updates"]
+    # The noise floor: the "real (train)" draw and a second, disjoint one from the 32 training-pool faces.
+    floor = saved["swd_floor"]
+    assert floor["draws"] == 2 and floor["n"] == HOLDOUT and floor["std"] is not None
+    assert floor["avg"][0] == res["real (train)"]["swd_x1e3"]["avg"] and floor["avg"][0] != floor["avg"][1]
     assert set(res["components"]["per_state_swd_avg_x1e3"]) == {"u0", "u1", "u2", "u3"}
     assert saved["fid_kid"].startswith("skipped")
     fig = Image.open(tmp_path / "samples_spectra.png")
