@@ -15,7 +15,7 @@ from typing import Callable, Optional, Sequence
 
 from errors import UserError
 
-__all__ = ["UserError", "run", "renamed_flag", "removed_flag", "is_retired", "add_common_flags", "int_list",
+__all__ = ["UserError", "run", "renamed_flag", "removed_flag", "is_retired", "add_common_flags", "int_list", "add_output_dir",
            "make_parser", "COMMON_FLAGS", "TOL_FLAG"]
 
 
@@ -114,3 +114,11 @@ def add_common_flags(parser, example: str, **defaults) -> None:
             spec["default"] = defaults[dest]
         parser.add_argument(flag, **spec)
     renamed_flag(parser, "--no-amp", "--amp", "mixed precision is now opt-in")
+
+
+def add_output_dir(parser, default, writes: str, extra: str = "") -> None:
+    """``--output-dir DIR`` of a measuring tool that ``writes`` files named after DIR (e.g.
+    "DIR/unsharp_matching.json"), with the retired ``--output FILE`` pointing to it."""
+    parser.add_argument("--output-dir", default=default, metavar="DIR",
+                        help=f"writes {writes}" + (f"; {extra}" if extra else ""))
+    renamed_flag(parser, "--output", "--output-dir DIR", f"it writes {writes}")

@@ -210,7 +210,10 @@ def restore(run: GanRun, ckpt: dict, device) -> None:
 def train_step(run: GanRun, x: torch.Tensor, bce, device, amp: bool) -> torch.Tensor:
     """One discriminator and one generator update; returns loss_D, loss_G, D(x), D(G(z))."""
     G, D, bs, joint = run.G, run.D, x.shape[0], run.m["mode"] == "joint"
-    z = torch.randn(bs, run.m["nz"], 1, 1, generator=run.zgen).to(device)
+    z = torch.randn(bs, run.m["nz"], 1, 1, generator=run.zgen)
+    # The latent draw stays on the CPU generator (reproducible, checkpointed); from pinned memory
+    # the copy is asynchronous, where a pageable one would wait for the GPU.
+    z = z.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else z
     ones, zeros = torch.ones(bs, device=device), torch.zeros(bs, device=device)
     # Discriminator step: real batch labelled 1, generated batch 0 (Goodfellow et al. 2014).
     run.opt_d.zero_grad(set_to_none=True)
@@ -259,7 +262,7 @@ def train_epoch(run: GanRun, s: int, name: str, td: TrainingData, args, device, 
     t0 = time.perf_counter()
     for idx in tqdm(batches, desc=f"{args.mode} {name} epoch {state['epoch'] + 1}/{args.epochs}", unit="batch",
                     disable=args.no_progress, leave=False, mininterval=1.0):
-        idx = idx.to(device)
+        idx = idx.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else idx
         x = joint_disc_input(real[idx], td.comps[idx], run.G.scales) if args.mode == "joint" else real[idx]
         stats = train_step(run, x, bce, device, amp)
         sums += stats

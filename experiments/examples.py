@@ -81,9 +81,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = cli.make_parser("python -m experiments.examples", __doc__.split("\n")[0])
     p.add_argument("--data-root", default="../shared/data", metavar="DIR",
                    help="folder holding the archives cifar10.zip and imagenette.zip")
-    p.add_argument("--output-dir", default="results/examples", metavar="DIR",
-                   help="writes DIR/example_grid.png (the report links results/examples/example_grid.png)")
-    cli.renamed_flag(p, "--output", "--output-dir DIR", "it writes DIR/example_grid.png")
+    cli.add_output_dir(p, "results/examples", "DIR/example_grid.png", "the report links results/examples/example_grid.png")
     p.add_argument("--seed", type=int, default=1, help="seed of the draw of the one training image per dataset")
     return p
 

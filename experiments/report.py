@@ -78,8 +78,9 @@ def _release(s: Summary) -> list:
     tagged = [r for r in cur if tag in r.release]
     others = sorted({t for r in cur if tag not in r.release for t in r.release} or {"no tag"}) if \
         len(tagged) < len(cur) else []
-    line = (f"**Release:** the sweep is run from the tag `{tag}` (`git worktree add ../{tag} {tag}`, then "
-            f"`python run_experiments.py --profile {s.profile.name} --commit` there); {len(tagged)} of the "
+    line = (f"**Release:** the sweep is run from the tag `{tag}` (`git worktree add -b sweep-{tag} ../{tag} {tag}`, "
+            f"then `python run_experiments.py --profile {s.profile.name} --commit` there, and the branch merged "
+            f"into main: its commits add only ledger files); {len(tagged)} of the "
             f"{len(cur)} runs in the tables started from a commit carrying that tag (their `run.json` records it)")
     return [line + (f", the others from: {', '.join(others)}." if others else "."), ""]
 

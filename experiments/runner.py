@@ -146,7 +146,7 @@ def run_job(job: Job, ctx: Context) -> dict:
             "fingerprint": fp, "code": files,
             "data": {"name": Path(data).name if data else None, "sha256": ctx.data_sha.get(job.dataset)},
             "steps": steps, "layout": {"jobs": ctx.jobs, "threads": ctx.threads, "device": ctx.profile.device},
-            "machine": io_utils.machine(ctx.profile.device), "git": git_state(*files), "release": release_tags(),
+            "machine": io_utils.machine(ctx.profile.device), "git": git_state(*files), "release": release_tags(files),
             "started": min(r["started"] for r in steps), "finished": max(r["finished"] for r in steps),
             "seconds": round(sum(r["seconds"] for r in steps), 1)}
 
@@ -188,15 +188,18 @@ def sweep(jobs: list, ctx: Context) -> int:
     return failed
 
 
-def release_tags() -> list:
-    """The git tags on the commit a run starts from (``results-v2``): the report names the release from the
+def release_tags(files=(), repo: Path = REPO) -> list:
+    """The release tags of the code a run executes: the git tags reachable from HEAD at which ``files`` are
+    what the working tree holds. A sweep run from a branch of the tag (whose commits add only ledger files)
+    still records the tag; a run whose code changed since does not. The report names the release from the
     ledger, so a clone without the tags still regenerates it."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30)
     try:
-        out = subprocess.run(["git", "tag", "--points-at", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=10).stdout
+        tags = git("tag", "--merged", "HEAD").stdout.split()
+        return sorted(t for t in tags if git("diff", "--quiet", t, "--", *files).returncode == 0)
     except (OSError, subprocess.SubprocessError):
         return []
-    return sorted(t for t in out.split() if t)
 
 
 def estimate_seconds(job: Job, profile: Profile) -> Optional[float]:

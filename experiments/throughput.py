@@ -123,9 +123,7 @@ def best_of(rows: list) -> list:
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = cli.make_parser("python -m experiments.throughput", __doc__.split("\n\n")[0])
-    p.add_argument("--output-dir", default=None, metavar="DIR",
-                   help="write the measurements to DIR/throughput_cpu.json; None: print only")
-    cli.renamed_flag(p, "--output", "--output-dir DIR", "it writes DIR/throughput_cpu.json")
+    cli.add_output_dir(p, None, "DIR/throughput_cpu.json", "None: print only")
     p.add_argument("--configs", default="32:20,32:128,32:256,64:128,64:256", metavar="PX:N,...",
                    help="image size (pixels) : batch size pairs (batch 20 is the dissertation's)")
     p.add_argument("--layouts", default="1x2,2x1", metavar="PxT,...",

@@ -93,9 +93,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = cli.make_parser("python -m experiments.unsharp_match", __doc__.split("\n")[0])
     p.add_argument("--data-root", default="../shared/data", metavar="DIR",
                    help="folder holding the archives cifar10.zip, imagenette.zip, flowers102.zip")
-    p.add_argument("--output-dir", default="results", metavar="DIR",
-                   help="writes DIR/unsharp_matching.json; experiments/profiles.py reads results/unsharp_matching.json")
-    cli.renamed_flag(p, "--output", "--output-dir DIR", "it writes DIR/unsharp_matching.json")
+    cli.add_output_dir(p, "results", "DIR/unsharp_matching.json", "experiments/profiles.py reads results/unsharp_matching.json")
     p.add_argument("--images", type=int, default=512, metavar="N",
                    help="training images per dataset, drawn with --seed")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw of the training images")

@@ -506,3 +506,22 @@ def test_smoke_profile_end_to_end(tmp_path):
     assert "2 of 24 planned jobs done, 22 pending" in md
     p = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0 and "0 to run" in p.stdout and "start" not in p.stdout.split("0 to run")[1]
+
+
+def test_release_is_the_tag_whose_code_the_run_executes(tmp_path):
+    """A branch of the tag that adds only ledger files still runs the release; changed code does not."""
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+    git("init", "-q")
+    (tmp_path / "engine.py").write_text("x = 1\n")
+    git("add", "engine.py")
+    git("commit", "-qm", "code")
+    git("tag", "results-v9")
+    assert runner.release_tags(["engine.py"], repo=tmp_path) == ["results-v9"]
+    (tmp_path / "ledger.json").write_text("{}\n")
+    git("add", "ledger.json")
+    git("commit", "-qm", "a finished run")
+    assert runner.release_tags(["engine.py"], repo=tmp_path) == ["results-v9"]
+    (tmp_path / "engine.py").write_text("x = 2\n")
+    assert runner.release_tags(["engine.py"], repo=tmp_path) == []

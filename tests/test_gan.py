@@ -351,3 +351,26 @@ def test_old_gan_checkpoint_format_is_refused(runs, tmp_path):
     torch.save(dict(old, format=2, model_args=ckpt["meta"]), tmp_path / "checkpoint.pt")
     with pytest.raises(checkpoints.CheckpointError, match="format 2, this code reads format 3"):
         gan_lib.load_checkpoint(tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_step_makes_no_host_device_synchronisation():
+    """Like the solver loop, a GAN step leaves its statistics on the GPU; sync debug mode turns any
+    synchronising call (a .cpu(), .item(), a bool of a device tensor) into an error."""
+    import gan_lib
+    import generate
+    from torch import nn
+    args = generate.get_train_parser().parse_args(["--mode", "plain", "--image-size", "16", "--ngf", "8",
+                                                   "--ndf", "8", "--nz", "8", "--batch-size", "4"])
+    device = torch.device("cuda")
+    run = generate.build_run(args, gan_lib.model_meta(args), device, amp=False)
+    x = torch.randn(4, 1, 16, 16, device=device)
+    bce = nn.BCEWithLogitsLoss()
+    generate.train_step(run, x, bce, device, False)             # warm-up: allocations, cuDNN choices
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        stats = generate.train_step(run, x, bce, device, False)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert stats.device.type == "cuda"
