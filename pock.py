@@ -376,8 +376,9 @@ def _scaled_div_into(py: torch.Tensor, px: torch.Tensor, inv_lam, out: torch.Ten
 
 def _sum64(x: torch.Tensor) -> torch.Tensor:
     """Per-image sum accumulated in float64: a float32 sum over 10^5 pixels loses the last digits
-    that a gap of 1e-7 per pixel lives in."""
-    return x.sum(dim=(1, 2, 3), dtype=torch.float64)
+    that a gap of 1e-7 per pixel lives in. Rows are summed in the working precision first (a few
+    hundred terms each), which keeps the cost near a float32 sum's."""
+    return x.sum(dim=-1).sum(dim=(1, 2), dtype=torch.float64)
 
 
 def _gap_terms(z, w, f, gyf, gxf, lam, vectorial, gy, gx):
@@ -456,19 +457,26 @@ def _step_table(lam_all: torch.Tensor, tau, gamma, n_steps: int):
     return rows.to(lam_all.device), table.to(device=lam_all.device, dtype=lam_all.dtype)
 
 
+# Bound on the relative rounding error of the float64 energies behind a certificate (sums of up to
+# millions of terms, each off by a few units of 1e-16).
+_ROUNDING_ALLOWANCE = 1e-12
+
+
 def _feasible_dual(py: torch.Tensor, px: torch.Tensor, vectorial: bool, dtype: torch.dtype):
-    """``p`` shrunk onto ``{|p(x)| <= 1}`` so that it stays inside after rounding to ``dtype``.
+    """``p`` in ``dtype`` with ``|p(x)| <= 1`` at every pixel.
 
     The solver's projection runs in the working precision and can leave ``|p|`` a rounding error
-    above 1, where ``D(p)`` is no longer a lower bound. Scaling by ``(1 - 2 eps) / |p|`` in float64
-    and rounding once keeps every pixel feasible: ``|fl(c p_i)| <= (1 + eps) c |p_i|``.
+    above 1, where ``D(p)`` is no longer a lower bound. Pixels at ``|p| > 1 - 4 eps`` are scaled to
+    ``1 - 4 eps``: the scale and the products are each off by at most a rounding unit, so no pixel
+    ends outside. That lowers ``D(p)`` by about ``4 eps |grad f|`` on the boundary pixels, 1e-8 per
+    pixel in float32, far below the tolerances float32 reaches.
     """
-    py64, px64 = py.double(), px.double()
-    sq = py64 * py64 + px64 * px64
+    eps = max(torch.finfo(dtype).eps, torch.finfo(py.dtype).eps)
+    sq = py * py + px * px
     if vectorial:
         sq = sq.sum(dim=1, keepdim=True)
-    c = ((1 - 2 * torch.finfo(dtype).eps) * sq.rsqrt()).clamp_(max=1.0)
-    return (py64 * c).to(dtype), (px64 * c).to(dtype)
+    c = sq.rsqrt_().mul_(1 - 4 * eps).clamp_(max=1.0)
+    return (py * c).to(dtype), (px * c).to(dtype)
 
 
 def _certificate(u: torch.Tensor, py: torch.Tensor, px: torch.Tensor, f: torch.Tensor, lam,
@@ -490,7 +498,7 @@ def _certificate(u: torch.Tensor, py: torch.Tensor, px: torch.Tensor, f: torch.T
     fid = 0.5 * lam * (u - f).square().sum(dim=(1, 2, 3))
     fd, dd = (f * d).sum(dim=(1, 2, 3)), 0.5 / lam * d.square().sum(dim=(1, 2, 3))
     gap = tv_ + fid + fd + dd
-    rounding = 1e-13 * (tv_ + fid + fd.abs() + dd)
+    rounding = _ROUNDING_ALLOWANCE * (tv_ + fid + fd.abs() + dd)
     return (gap + rounding) / u[0].numel()
 
 
@@ -620,8 +628,13 @@ class _Slots:
             return None, None
         x = self.f[cand] + xz[cand]
         py, px = _feasible_dual(self.py[cand], self.px[cand], pr.vectorial, self.py.dtype)
-        cert = _certificate(x, py, px, self.f[cand], lam64[cand] if isinstance(lam64, torch.Tensor) else lam64,
-                            pr.vectorial)
+        if self.f.dtype == torch.float64:
+            # Already float64 throughout: rounding f + z and shrinking p change the gap by a few
+            # rounding units of the energies, which the allowance of _certificate covers.
+            cert = gap[cand] + _ROUNDING_ALLOWANCE * (tv_ + fidelity + dual.abs())[cand] / npix
+        else:
+            cert = _certificate(x, py, px, self.f[cand], lam64[cand] if isinstance(lam64, torch.Tensor) else lam64,
+                                pr.vectorial)
         ok = (cert <= tol[cand]) | capped[cand]
         if not bool(ok.any()):
             return None, None
@@ -746,7 +759,7 @@ def rof(f: torch.Tensor, lam: Lam, *, tol: float = 1e-4, max_iter: int = 2000,
     the test is certified again in float64 from the returned ``u`` and a dual ``p`` kept feasible
     (``|p| <= 1`` after rounding), plus a bound on float64's own rounding; only that certificate
     finishes it and is reported. The iterates are kept as ``z = u - f`` and every sum is
-    accumulated in float64, so float32 reaches gaps of about 5e-8 per pixel on 256x256 photos
+    accumulated in float64, so float32 reaches gaps of about 1e-7 per pixel on 256x256 photos
     (where iterating on ``u`` itself stalled near 5e-7, and float32 sums over 262k pixels
     reported gaps 4% below the true ones). Past about 380 iterations the float32 steps stop
     shrinking (Algorithm 1 from there on), since ever smaller primal steps drown in rounding.
@@ -986,7 +999,7 @@ def spectral(f: torch.Tensor, N: int = 5, lam: float = 7.0, *, tol: Optional[flo
     An explicit ``tol`` is an absolute duality gap per pixel for the first step, ``tol k^(-3/2)``
     for step ``k``, as in :func:`rof`.
 
-    Precision. float32 certifies gaps down to about 5e-8 per pixel (the solver iterates on
+    Precision. float32 certifies gaps down to about 1e-7 per pixel (the solver iterates on
     ``u - f`` with float64 sums, see :func:`rof`); float16 and bfloat16 input is decomposed in
     float32 and every field returned in the input's dtype.
 
