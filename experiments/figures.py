@@ -8,6 +8,7 @@ so ``--report-only`` on another clone writes identical files.
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -23,6 +24,14 @@ __all__ = ["accuracy", "curves", "delta", "confusion", "ablation", "COLORS"]
 COLORS = {c: f"C{i}" for i, c in enumerate(CONDITIONS)}
 DPI = 90
 MAX_CLASSES = 12                  # more classes than this cannot be labelled legibly: no confusion figure
+
+
+@contextmanager
+def _subplots(*args, **kwargs):
+    """A figure in matplotlib's default style (the report's look does not depend on the user's rc)."""
+    plt = _plt()
+    with plt.style.context("default"):
+        yield plt.subplots(*args, **kwargs)
 
 
 def _plt():
@@ -82,11 +91,9 @@ def _finish_epochs(fig, ax, path: Path, ylabel: str, title: str) -> None:
 
 def curves(d: DatasetSummary, path: Path) -> Optional[str]:
     """Test accuracy per epoch, mean over seeds with a ± std band, for the main conditions."""
-    plt = _plt()
     if not d.curves:
         return None
-    with plt.style.context("default"):
-        fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    with _subplots(figsize=(5.6, 3.6)) as (fig, ax):
         for c in CONDITIONS:
             if c not in d.curves:
                 continue
@@ -103,11 +110,9 @@ def curves(d: DatasetSummary, path: Path) -> Optional[str]:
 
 def delta(d: DatasetSummary, path: Path) -> Optional[str]:
     """spectral - plain test accuracy per epoch with its 95% Welch CI, and the last-5 window shaded."""
-    plt = _plt()
     if not d.delta_curve:
         return None
-    with plt.style.context("default"):
-        fig, ax = plt.subplots(figsize=(5.6, 3.2))
+    with _subplots(figsize=(5.6, 3.2)) as (fig, ax):
         ep = [e for e, _ in d.delta_curve]
         ax.fill_between(ep, [100 * c.low for _, c in d.delta_curve], [100 * c.high for _, c in d.delta_curve],
                         color="C1", alpha=0.2, lw=0, label="95% CI (Welch)")
