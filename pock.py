@@ -989,7 +989,7 @@ def spectral(f: torch.Tensor, N: int = 5, lam: float = 7.0, *, tol: Optional[flo
     it every band phi_1..phi_5 of real photographs in [-1, 1] at ``lam = 7`` lies within 2%
     relative L2 error (over a batch) of a float64 decomposition solved to a gap of 1e-9 per pixel
     (1e-8 at 256x256), at every size measured: at most 1.0% at 32x32 (CIFAR-10 test), 1.3% at 64x64
-    (Imagenette val; 1.2% on scikit-image's photographs), 1.6% at 128x128, and 1.5% (Imagenette,
+    (Imagenette val; 1.2% on scikit-image's photographs), 1.7% at 128x128, and 1.6% (Imagenette,
     upsampled) and 1.9% (scikit-image's photographs) at 256x256; ``bench_pock.py`` reports it per
     size and ``tests/test_pock.py`` checks the 2% at 32, 64 and 128. The band error scales roughly
     like the square root of the tolerance. The price of holding it at every size is iterations:
