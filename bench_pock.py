@@ -261,8 +261,7 @@ def measure(args) -> dict:
 # -------------------------------------------------------------------------------- reporting
 
 def _ref_tols(report: dict) -> str:
-    tols = report.get("ref_tol", {})
-    return ", ".join(f"{t:g} at {s}x{s}" for s, t in tols.items()) if isinstance(tols, dict) else f"{tols:g}"
+    return ", ".join(f"{t:g} at {s}x{s}" for s, t in report["ref_tol"].items())
 
 
 def _pct(errors) -> str:
