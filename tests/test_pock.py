@@ -101,6 +101,13 @@ def test_gap_certifies_distance_to_solution():
         assert torch.allclose(gap, info.gap, rtol=1e-6, atol=1e-12)
 
 
+def gray_sample(name):
+    """scikit-image's sample image ``name`` in gray, float64 on the 0-255 scale."""
+    img = getattr(skdata, name)()
+    img = img.astype(np.float64) if img.ndim == 2 else img[..., :3].astype(np.float64).mean(axis=2)
+    return img * 255.0 if img.max() <= 1.0 else img
+
+
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 HALF = (torch.float16, torch.bfloat16)
 
@@ -110,8 +117,7 @@ def photo(size, names=("camera", "astronaut", "coffee")):
     from skimage.transform import resize
     out = []
     for name in names:
-        img = getattr(skdata, name)()
-        img = img.astype(np.float64) if img.ndim == 2 else img[..., :3].astype(np.float64).mean(axis=2)
+        img = gray_sample(name)
         h, w = img.shape
         s = min(h, w)
         img = img[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
@@ -360,10 +366,7 @@ def _sample_crops(size=32):
              "coins", "moon", "page", "text", "grass", "gravel", "brick", "cat", "horse")
     crops = []
     for name in names:
-        img = getattr(skdata, name)()
-        img = img.astype(np.float64) if img.ndim == 2 else img[..., :3].astype(np.float64).mean(axis=2)
-        if img.max() <= 1.0:
-            img = img * 255.0
+        img = gray_sample(name)
         h, w = img.shape
         y, x = (h - size * 4) // 2, (w - size * 4) // 2
         crops.append(img[y:y + size * 4:4, x:x + size * 4:4])   # a 4x-subsampled central patch
