@@ -26,7 +26,7 @@ import threading
 from pathlib import Path
 
 import cli
-from experiments import ledger, plan, report, runner, summary
+from experiments import ledger, plan, release, report, runner, summary
 from experiments.profiles import PROFILES
 from experiments.report import README_END, README_START, update_readme  # noqa: F401  (the README's test uses them)
 
@@ -118,11 +118,15 @@ def main(args) -> int:
         raise cli.UserError(f"--only {' '.join(args.only)} matches no job of the {profile.name} profile; "
                             f"--dry-run lists them")
     if not args.report_only:
-        states = {j.id: ledger.status(j, ledger.read_entry(ledger_root, profile.name, j.id)) for j in jobs}
+        rel = release.load(profile.release) if profile.release else None
+        states = {j.id: ledger.status(j, ledger.read_entry(ledger_root, profile.name, j.id), rel) for j in jobs}
         if args.dry_run:
             dry_run(profile, jobs, states)
             return 0
-        failed = _sweep(args, profile, jobs, states, jobs_n)
+        todo = [j for j in jobs if states[j.id][0] != "done"]
+        if rel:
+            check_release(profile, rel, todo)
+        failed = _sweep(args, profile, todo, len(jobs), jobs_n)
     else:
         failed = 0
     written = report.write(summary.summarize(profile, ledger_root), args.report_dir)
@@ -130,15 +134,26 @@ def main(args) -> int:
     return 1 if failed else 0
 
 
-def _sweep(args, profile, jobs, states, jobs_n) -> int:
+def check_release(profile, rel: dict, todo: list) -> None:
+    """Refuse to run a job of a pinned profile with code other than the release's: its run would be stale."""
+    for job in todo:
+        changed = release.differences(job.scripts, rel)
+        if changed:
+            tag = rel["tag"]
+            raise cli.UserError(
+                f"the {profile.name} profile is pinned to release {tag} (commit {rel['commit'][:12]}), but this "
+                f"checkout's code differs from it in {', '.join(changed)}, which {job.id} executes; run the sweep "
+                f"from a worktree of the tag: git worktree add -b sweep-{tag} ../{tag} {tag}")
+
+
+def _sweep(args, profile, todo, n_jobs, jobs_n) -> int:
     work = args.work_dir
-    todo = [j for j in jobs if states[j.id][0] != "done"]
     names = sorted({j.dataset for j in todo})
     data = runner.prepare_data(profile, names, Path(args.data_root), work)
     ctx = runner.Context(profile, work, Path(args.ledger_dir), data, jobs_n,
                          args.threads_per_job if args.threads_per_job is not None else profile.threads, args.commit,
                          _logger(work / "sweep.log"), {k: runner.sha256(v) for k, v in data.items()})
-    ctx.log(f"{profile.name}: {len(jobs)} jobs, {len(jobs) - len(todo)} already in the ledger, {len(todo)} to run, "
+    ctx.log(f"{profile.name}: {n_jobs} jobs, {n_jobs - len(todo)} already in the ledger, {len(todo)} to run, "
             f"{ctx.jobs} at a time with {ctx.threads or 'default'} threads each; work folder "
             f"{os.path.relpath(work, ROOT)}")
     return runner.sweep(todo, ctx)

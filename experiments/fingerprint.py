@@ -16,13 +16,14 @@ import hashlib
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["code_files", "canonical", "file_digest", "fingerprint", "clear_cache"]
+__all__ = ["code_files", "canonical", "imports", "file_digest", "text_digest", "combine", "fingerprint", "clear_cache"]
 
 ROOT = Path(__file__).resolve().parents[1]
 _TEXT_KEYWORDS = ("help", "description", "epilog")
 
 
-def _imports(tree: ast.AST) -> set:
+def imports(tree: ast.AST) -> set:
+    """Top-level names of every absolute import in ``tree``, those inside functions included."""
     names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -45,7 +46,7 @@ def code_files(scripts, root: Path = ROOT) -> tuple:
         if name in seen:
             continue
         seen.add(name)
-        for mod in _imports(_parse(root / name)):
+        for mod in imports(_parse(root / name)):
             if (root / f"{mod}.py").is_file():
                 todo.append(f"{mod}.py")
     return tuple(sorted(seen))
@@ -86,13 +87,23 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(canonical(_parse(Path(path))).encode()).hexdigest()
 
 
+def text_digest(source: str) -> str:
+    """:func:`file_digest` of a file's text (e.g. as a git commit holds it)."""
+    return hashlib.sha256(canonical(ast.parse(source)).encode()).hexdigest()
+
+
+def combine(files: dict) -> str:
+    """The fingerprint of ``{file: digest}``, the files in sorted order."""
+    h = hashlib.sha256()
+    for name, digest in sorted(files.items()):
+        h.update(f"{name}\0{digest}\n".encode())
+    return h.hexdigest()
+
+
 def fingerprint(scripts, root: Path = ROOT) -> tuple:
     """``(sha256 hex, {file: sha256 hex})`` of the code ``scripts`` execute (see the module docstring)."""
     files = {name: file_digest(root / name) for name in code_files(tuple(scripts), root)}
-    h = hashlib.sha256()
-    for name, digest in files.items():
-        h.update(f"{name}\0{digest}\n".encode())
-    return h.hexdigest(), files
+    return combine(files), files
 
 
 def clear_cache() -> None:

@@ -11,7 +11,8 @@ caches or other images.
 The runner skips a job whose entry is current, so a sweep continues on any clone that has the
 ledger; the report reads nothing else. An entry is *stale* when the code its job executes now has
 another fingerprint, or the profile now asks for other settings; the runner redoes it and replaces
-the entry.
+the entry. For a profile pinned to a release (:mod:`experiments.release`), "the code its job
+executes now" is the release's code, not the working tree's.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from io_utils import read_json, write_json
 
 from .fingerprint import fingerprint
 from .plan import REPO, Job
+from .release import release_fingerprint
 
 __all__ = ["SMALL_FILES", "DEFAULT_ROOT", "Entry", "entry_dir", "read_entry", "status", "strip_png_metadata",
            "record", "commit", "read_all"]
@@ -53,13 +55,16 @@ def read_entry(root: Path, profile: str, job_id: str) -> Optional[dict]:
     return read_json(entry_dir(root, profile, job_id) / "run.json")
 
 
-def status(job: Job, run: Optional[dict]) -> tuple:
-    """``(status, reason)`` of a planned job: ``done``, ``pending`` or ``stale`` (code or settings changed)."""
+def status(job: Job, run: Optional[dict], release: Optional[dict] = None) -> tuple:
+    """``(status, reason)`` of a planned job: ``done``, ``pending`` or ``stale`` (code or settings changed).
+
+    The code is the working tree's, or the ``release`` manifest's when one is given."""
     if run is None:
         return "pending", ""
     if run.get("spec") != job.spec():
         return "stale", "settings"
-    if run.get("fingerprint") != fingerprint(job.scripts)[0]:
+    want = release_fingerprint(job.scripts, release)[0] if release else fingerprint(job.scripts)[0]
+    if run.get("fingerprint") != want:
         return "stale", "code"
     return "done", ""
 
@@ -123,8 +128,9 @@ def commit(path: Path, message: str, tries: int = 5) -> None:
         time.sleep(2 + 2 * attempt)
 
 
-def read_all(root: Path, profile: str, jobs: list) -> list:
-    """Every entry of ``profile`` in the ledger, planned jobs first in plan order, then the unplanned ones."""
+def read_all(root: Path, profile: str, jobs: list, release: Optional[dict] = None) -> list:
+    """Every entry of ``profile`` in the ledger, planned jobs first in plan order, then the unplanned ones
+    (status against the working tree's code, or ``release``'s)."""
     base = Path(root) / profile
     by_id = {j.id: j for j in jobs}
     found = [p.parent.relative_to(base).as_posix() for p in base.glob("**/run.json")] if base.is_dir() else []
@@ -135,7 +141,7 @@ def read_all(root: Path, profile: str, jobs: list) -> list:
     for job_id in found:
         run = read_json(base / job_id / "run.json")
         if job_id in by_id:
-            st, reason = status(by_id[job_id], run)
+            st, reason = status(by_id[job_id], run, release)
             st = "current" if st == "done" else st
         else:
             st, reason = "unplanned", "not in the profile's plan"

@@ -30,9 +30,10 @@ The profiles:
 * ``smoke``: tiny generated data, seconds; checks the pipeline (the tests run it).
 * ``scale2``: the dissertation's data scale on a 2-core CPU, with enough seeds for a 95% CI of
   spectral - plain at most ``margin`` wide on each side, the unsharp control, colour, long runs and
-  GAN seeds; made from the release tag named by ``release``.
-* ``scale``: retired: the first sweep at that scale (60 runs, one-epoch snapshots, no control), kept
-  so that its ledger ``results/runs/scale/`` stays readable; its runs are stale under today's code.
+  GAN seeds; made from the release tag named by ``release``, against whose code (not the working
+  tree's) its runs are judged current or stale (``experiments/release.py``).
+* ``scale``: retired: the first sweep at that scale (60 runs, no control), kept so that its ledger
+  ``results/runs/scale/`` stays readable; its runs executed release ``results-v1``.
 * ``paper``: the dissertation's exact settings (batch 20, 256 px for Flowers102 and Imagenette) on a
   GPU, several runs at once on the one GPU (``--jobs``).
 """
@@ -116,7 +117,7 @@ class Profile:
     report: str = "RESULTS.md"    # the report file; the README block is written for the main profile only
     readme: bool = False
     margin: float = 0.02          # "no effect larger than" this (accuracy fraction) when the 95% CI lies inside
-    release: str = ""             # the git tag the sweep is run from (the report names it; runs record theirs)
+    release: str = ""             # the git tag whose code the runs must execute (experiments/release.py)
 
     def dataset(self, name: str) -> DatasetPlan:
         return next(d for d in self.datasets if d.name == name)
@@ -181,14 +182,14 @@ SMOKE = Profile(
 SCALE = Profile(
     name="scale",
     description=(
-        "retired, superseded by the scale2 profile (kept so that its ledger stays readable; its runs are stale under "
-        "today's code): the dissertation's data scale on a 2-core CPU: CIFAR-10 25,000 training images at 32x32 for 20 epochs, "
+        "retired, superseded by the scale2 profile (kept so that its ledger stays readable; its runs executed the "
+        "code of release results-v1, commit 02d517418b, older than scale2's): the dissertation's data scale on a 2-core CPU: CIFAR-10 25,000 training images at 32x32 for 20 epochs, "
         "tested on the full 10,000-image test split; Imagenette 9,000 images for 15 epochs and Flowers102 6,000 "
         "images of its official 'test' split for 30 epochs, both at 64x64 (the dissertation: 256x256), tested on "
         "their full evaluation splits. Gray images, ResNet-18 with the MLP head, Adam at lr 1e-3 as the "
         "dissertation, but batch 128 instead of 20: on this CPU batch 20 trains 2.7-3.7x fewer images per second "
         "(results/throughput_cpu.json). Two runs at once, one thread each"),
-    device="cpu", jobs=2, threads=1, report="RESULTS-scale-v1.md",
+    device="cpu", jobs=2, threads=1, report="RESULTS-scale-v1.md", release="results-v1",
     datasets=_dissertation_datasets(batch=128, large=64),
     # Last in the sweep, minutes on this CPU: the three GAN modes at equal generator updates (32 px).
     gan=GanPlan(modes=("plain", "components", "joint"),

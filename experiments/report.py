@@ -70,19 +70,20 @@ def _flags(d: DatasetSummary) -> dict:
 # ----------------------------------------------------------------------------------- sections
 
 def _release(s: Summary) -> list:
-    """Which release made the current runs, from what they recorded (no git call: a clone may lack the tags)."""
+    """The release whose code made the current runs (from its committed manifest: a clone may lack the tags)."""
     cur = [r for r in s.runs if r.status == "current"]
-    tag = s.profile.release
+    tag, name = s.profile.release, s.profile.name
     if not tag or not cur:
         return []
-    tagged = [r for r in cur if tag in r.release]
-    others = sorted({t for r in cur if tag not in r.release for t in r.release} or {"no tag"}) if \
-        len(tagged) < len(cur) else []
-    line = (f"**Release:** the sweep is run from the tag `{tag}` (`git worktree add -b sweep-{tag} ../{tag} {tag}`, "
-            f"then `python run_experiments.py --profile {s.profile.name} --commit` there, and the branch merged "
-            f"into main: its commits add only ledger files); {len(tagged)} of the "
-            f"{len(cur)} runs in the tables started from a commit carrying that tag (their `run.json` records it)")
-    return [line + (f", the others from: {', '.join(others)}." if others else "."), ""]
+    tagged = sum(1 for r in cur if tag in r.release)
+    line = (f"**Release:** every run in the tables executed the code of release `{tag}` (commit "
+            f"`{s.release_commit[:12]}`; the syntax digests of its files are in `results/releases/{tag}.json`), so "
+            f"later work on main leaves them current. The sweep runs from a worktree of the tag (`git worktree add "
+            f"-b sweep-{tag} ../{tag} {tag}`, then `python run_experiments.py --profile {name} --commit` there; its "
+            f"commits add only ledger files, and the branch is merged into main)")
+    if tagged:
+        line += f"; {tagged} of the {len(cur)} runs started from a commit carrying the tag (their `run.json` records it)"
+    return [line + ".", ""]
 
 
 def _header(s: Summary) -> list:
@@ -204,9 +205,17 @@ def _provenance(s: Summary) -> list:
     out = ["## Provenance", ""]
     out.append("- machines: " + "; ".join(s.machines) + "; " + "; ".join(s.layouts))
     out.append("- data: " + ", ".join(f"`{n}` (sha256 `{h}`)" for n, h in s.data))
-    out.append("- code: every run in the tables executed the code as it is now: the fingerprint of the files it ran "
-               "(their syntax without comments and docstrings, `experiments/fingerprint.py`) matches them; the runs "
-               "started from commit " + " to ".join(f"`{c[:10]}`" for c in s.commits))
+    if s.release_commit:
+        tag = s.profile.release
+        code = (f"- code: every run in the tables executed the code of release `{tag}` (commit "
+                f"`{s.release_commit[:12]}`): the fingerprint of the files it ran (their syntax without comments and "
+                f"docstrings, `experiments/fingerprint.py`) matches the release's (`results/releases/{tag}.json`), "
+                f"so later work on main leaves them current; the runs started from commit ")
+    else:
+        code = ("- code: every run in the tables executed the code as it is now: the fingerprint of the files it ran "
+                "(their syntax without comments and docstrings, `experiments/fingerprint.py`) matches them; the runs "
+                "started from commit ")
+    out.append(code + " to ".join(f"`{c[:10]}`" for c in s.commits))
     out.append(f"- sweep time: {_duration(s.wall_seconds)} of wall-clock time with at least one run going "
                f"(runs' own times add up to {_duration(sum(r.seconds for r in s.runs if r.status == 'current'))})")
     return out + [""]
@@ -465,7 +474,8 @@ def _stale(s: Summary) -> list:
     if not old:
         return []
     out = ["## Stale and unplanned runs (not in the tables above)", "",
-           "Made by code whose fingerprint differs from the code the runs execute now (`code`), or by other "
+           "Made by code whose fingerprint differs from the code the runs execute now "
+           + (f"(the release `{s.profile.release}`'s; `code`)" if s.release_commit else "(`code`)") + ", or by other "
            "settings than the profile asks for now (`settings`), or not part of the plan any more. The sweep "
            "redoes the stale ones and replaces their entries.", "",
            "| run | status | why | final test accuracy % | code fingerprint | commit |", "|---|---|---|---:|---|---|"]
@@ -532,8 +542,10 @@ def readme_block(s: Summary) -> str:
     for d in s.datasets:
         if not d.main:
             continue
-        cells = ", ".join(f"{r.label} {_pm(r.acc)}%" for r in d.main)
-        lines.append(f"- {d.title} ({_flags(d)['image-size']} px, {d.main[0].acc.n} seeds): {cells}. "
+        cells = ", ".join(f"{r.label} {_pm(r.acc).replace(' (1 seed)', '% (1 seed)')}".rstrip(")") + ")"
+                          if r.acc.n == 1 else f"{r.label} {_pm(r.acc)}%" for r in d.main)
+        n = d.main[0].acc.n
+        lines.append(f"- {d.title} ({_flags(d)['image-size']} px, {n} seed{'s' if n != 1 else ''}): {cells}. "
                      f"{answer(d)[0].upper()}{answer(d)[1:]}")
     if s.gan is not None:
         lines.append(f"- GAN on CelebA faces ({dict(p.gan.flags).get('image-size', 64)} px): "

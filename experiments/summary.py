@@ -21,7 +21,7 @@ from typing import Optional
 
 from io_utils import read_json
 
-from . import ledger
+from . import ledger, release
 from .plan import Job, plan
 from .profiles import COLOR_CONDITIONS, CONDITIONS, LABELS, MAIN_GAINS, TITLES, DatasetPlan, Profile
 from .stats import (LAST_K, Comparison, Spread, compare, last_mean, min_detectable_difference, pooled_sd, spread,
@@ -156,6 +156,7 @@ class Summary:
     data: tuple = ()
     commits: tuple = ()               # the first and last commit the current runs started from
     layouts: tuple = field(default_factory=tuple)
+    release_commit: str = ""          # the commit of the profile's release (from its manifest)
 
 
 def _time(text: str) -> datetime.datetime:
@@ -319,13 +320,15 @@ def _gan(profile: Profile, cur: list, by_id: dict) -> Optional[GanSummary]:
                       metrics[0].get("fid_kid", ""), figure if figure.is_file() else None)
 
 
-def summarize(profile: Profile, root: Path) -> Summary:
-    """Read the ledger of ``profile`` under ``root`` once and reduce it to records."""
+def summarize(profile: Profile, root: Path, manifests: Path = release.MANIFESTS) -> Summary:
+    """Read the ledger of ``profile`` under ``root`` once and reduce it to records (staleness against the
+    profile's release, whose manifest is in ``manifests``)."""
     jobs: list[Job] = plan(profile)
-    entries = ledger.read_all(root, profile.name, jobs)
+    rel = release.load(profile.release, manifests) if profile.release else None
+    entries = ledger.read_all(root, profile.name, jobs, rel)
     runs = [_record(e) for e in entries]
     by_id = {e.id: e for e in entries}
-    status = {j.id: ledger.status(j, by_id[j.id].run if j.id in by_id else None)[0] for j in jobs}
+    status = {j.id: ledger.status(j, by_id[j.id].run if j.id in by_id else None, rel)[0] for j in jobs}
     counts = {s: sum(1 for v in status.values() if v == s) for s in ("done", "pending", "stale")}
     datasets = tuple(_dataset(ds, runs, [status[j.id] for j in jobs if j.dataset == ds.name], profile.margin)
                      for ds in profile.datasets)
@@ -333,4 +336,5 @@ def summarize(profile: Profile, root: Path) -> Summary:
     return Summary(profile, datasets, counts, len(jobs), tuple(runs), _gan(profile, cur, by_id), _wall_seconds(cur),
                    tuple(sorted({r.machine for r in cur})), tuple(sorted({r.data for r in cur})),
                    _commit_range(cur),
-                   tuple(sorted({_layout(e.run.get("layout") or {}) for e in entries if e.status == "current"})))
+                   tuple(sorted({_layout(e.run.get("layout") or {}) for e in entries if e.status == "current"})),
+                   rel["commit"] if rel else "")

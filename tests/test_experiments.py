@@ -24,13 +24,16 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import run_experiments  # noqa: E402
-from experiments import fingerprint, ledger, report, runner, summary  # noqa: E402
+from io_utils import write_json  # noqa: E402
+from errors import UserError  # noqa: E402
+from experiments import fingerprint, ledger, release, report, runner, summary  # noqa: E402
 from experiments.plan import Job, Step, command, plan, select  # noqa: E402
 from experiments.profiles import CONDITIONS, PROFILES  # noqa: E402
 from experiments.stats import (compare, last_mean, min_detectable_difference, pooled_sd, sd_upper_bound,  # noqa: E402
                                seeds_for_half_width, spread, verdict)
 
 LEDGER = ROOT / "tests" / "ledger"
+README_TEXT = (ROOT / "README.md").read_text()
 
 
 def _flags(job, step=0) -> dict:
@@ -451,17 +454,94 @@ def test_gan_answer_compares_at_matched_updates_over_seeds():
                                            "testable with one seed.")
 
 
-def test_report_names_the_release_the_runs_recorded(tmp_path):
+def _tree_manifest(tag: str) -> dict:
+    """A release manifest of the working tree, as if it had been tagged ``tag``."""
+    return release.manifest(tag, "f" * 40, {p.name: p.read_text() for p in ROOT.glob("*.py")})
+
+
+def test_report_names_the_release_the_runs_executed(tmp_path):
     import dataclasses
     led = _as_current(tmp_path / "ledger")
     for i, path in enumerate(sorted((led / "smoke").rglob("run.json"))):
         run = json.loads(path.read_text())
         path.write_text(json.dumps(dict(run, release=["results-v9"] if i else [])))
+    write_json(tmp_path / "releases" / "results-v9.json", _tree_manifest("results-v9"))
     prof = dataclasses.replace(PROFILES["smoke"], release="results-v9")
-    md = report.render(summary.summarize(prof, led), {})
-    assert "**Release:** the sweep is run from the tag `results-v9`" in md
-    assert "23 of the 24 runs in the tables started from a commit carrying that tag" in md
-    assert "the others from: no tag." in md
+    md = report.render(summary.summarize(prof, led, tmp_path / "releases"), {})
+    assert "**Release:** every run in the tables executed the code of release `results-v9` (commit `ffffffffffff`" in md
+    assert "23 of the 24 runs started from a commit carrying the tag" in md
+    assert "matches the release's (`results/releases/results-v9.json`)" in md
+    with pytest.raises(UserError, match="no manifest of release results-v9; make it from the tag with python -m "
+                                        "experiments.release results-v9"):
+        summary.summarize(prof, led, tmp_path / "elsewhere")
+
+
+@pytest.mark.parametrize("name", [n for n, p in PROFILES.items() if p.release])
+def test_release_manifest_gives_the_fingerprints_the_runs_recorded(name):
+    """The committed manifest reproduces, without git, the fingerprint every run of the ledger recorded when it
+    ran from a checkout of the tag; and it is what git holds at the release's commit, where the clone has it."""
+    prof = PROFILES[name]
+    rel = release.load(prof.release)
+    jobs = {j.id: j for j in plan(prof)}
+    runs = [json.loads(p.read_text()) for p in (ledger.DEFAULT_ROOT / name).rglob("run.json")]
+    assert runs, f"the {name} ledger is empty"
+    for run in runs:
+        fp, files = release.release_fingerprint(jobs[run["id"]].scripts, rel)
+        assert (fp, files) == (run["fingerprint"], run["code"]), run["id"]
+    have = subprocess.run(["git", "cat-file", "-e", rel["commit"] + "^{commit}"], cwd=ROOT, capture_output=True)
+    if have.returncode == 0:
+        assert release.make(rel["commit"])["files"] == rel["files"]
+
+
+def test_main_moving_on_leaves_a_releases_runs_current_and_the_sweep_refuses_other_code(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+    git("init", "-q")
+    (tmp_path / "engine.py").write_text("x = 1\n")
+    (tmp_path / "main.py").write_text("def f():\n    import engine\n    return engine.x\n")
+    git("add", "engine.py", "main.py")
+    git("commit", "-qm", "code")
+    git("tag", "results-v9")
+    fingerprint.clear_cache()
+    fp, _ = fingerprint.fingerprint(["main.py"], root=tmp_path)
+    rel = release.make("results-v9", repo=tmp_path)
+    assert release.release_fingerprint(["main.py"], rel)[0] == fp
+    (tmp_path / "engine.py").write_text("x = 2  # main moved on\n")
+    fingerprint.clear_cache()
+    assert fingerprint.fingerprint(["main.py"], root=tmp_path)[0] != fp
+    assert release.release_fingerprint(["main.py"], rel)[0] == fp
+    assert release.differences(["main.py"], rel, root=tmp_path) == ["engine.py"]
+    job = Job("toy/plain/seed0", "toy", "main", "plain", 0, (Step("train", "main.py", (("seed", 0),)),))
+    run = {"spec": job.spec(), "fingerprint": fp}
+    assert ledger.status(job, run, rel) == ("done", "")
+    assert ledger.status(job, dict(run, fingerprint="0" * 64), rel) == ("stale", "code")
+    # The real sweep: with code on main that differs from the release, run_experiments refuses to run a job.
+    moved = _tree_manifest("results-v9")
+    moved["files"]["pock.py"]["digest"] = "0" * 64
+    todo = select(plan(PROFILES["smoke"]), ["cifar10/plain/seed0"])
+    run_experiments.check_release(PROFILES["smoke"], _tree_manifest("results-v9"), todo)
+    with pytest.raises(UserError, match=r"^the smoke profile is pinned to release results-v9 \(commit ffffffffffff\), "
+                                        r"but this checkout's code differs from it in pock.py, which "
+                                        r"cifar10/plain/seed0 executes; run the sweep from a worktree of the tag: "
+                                        r"git worktree add -b sweep-results-v9 ../results-v9 results-v9$"):
+        run_experiments.check_release(PROFILES["smoke"], moved, todo)
+
+
+@pytest.mark.parametrize("name", [n for n, p in PROFILES.items() if not p.generated_data and
+                                  (ledger.DEFAULT_ROOT / n).is_dir()])
+def test_committed_reports_are_what_the_committed_ledger_gives(tmp_path, name):
+    """RESULTS.md (and RESULTS-scale-v1.md, and the README's results block) regenerate byte for byte from the
+    committed ledger, as `run_experiments.py --report-only` does on a fresh clone: after merging finished runs,
+    rerun it and commit what it writes."""
+    prof = PROFILES[name]
+    shutil.copytree(ledger.DEFAULT_ROOT / name, tmp_path / "results" / "runs" / name)
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    report.write(summary.summarize(prof, tmp_path / "results" / "runs"), tmp_path)
+    assert (tmp_path / prof.report).read_text() == (ROOT / prof.report).read_text(), \
+        f"{prof.report} is not what the ledger gives: python run_experiments.py --profile {name} --report-only"
+    assert (tmp_path / "README.md").read_text() == README_TEXT, \
+        f"README.md's results block is not what the ledger gives: python run_experiments.py --profile {name} --report-only"
 
 
 def test_empty_ledger_says_no_runs_yet(tmp_path):
