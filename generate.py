@@ -207,13 +207,16 @@ def restore(run: GanRun, ckpt: dict, device) -> None:
     run.generators, run.records = dict(ckpt["generators"]), list(ckpt["metrics"])
 
 
+def _to_device(t: torch.Tensor, device) -> torch.Tensor:
+    """``t`` on ``device``; to a GPU from pinned memory, an asynchronous copy where a pageable one would wait."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
+
+
 def train_step(run: GanRun, x: torch.Tensor, bce, device, amp: bool) -> torch.Tensor:
     """One discriminator and one generator update; returns loss_D, loss_G, D(x), D(G(z))."""
     G, D, bs, joint = run.G, run.D, x.shape[0], run.m["mode"] == "joint"
-    z = torch.randn(bs, run.m["nz"], 1, 1, generator=run.zgen)
-    # The latent draw stays on the CPU generator (reproducible, checkpointed); from pinned memory
-    # the copy is asynchronous, where a pageable one would wait for the GPU.
-    z = z.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else z
+    # The latent draw stays on the CPU generator (reproducible, checkpointed).
+    z = _to_device(torch.randn(bs, run.m["nz"], 1, 1, generator=run.zgen), device)
     ones, zeros = torch.ones(bs, device=device), torch.zeros(bs, device=device)
     # Discriminator step: real batch labelled 1, generated batch 0 (Goodfellow et al. 2014).
     run.opt_d.zero_grad(set_to_none=True)
@@ -262,7 +265,7 @@ def train_epoch(run: GanRun, s: int, name: str, td: TrainingData, args, device, 
     t0 = time.perf_counter()
     for idx in tqdm(batches, desc=f"{args.mode} {name} epoch {state['epoch'] + 1}/{args.epochs}", unit="batch",
                     disable=args.no_progress, leave=False, mininterval=1.0):
-        idx = idx.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else idx
+        idx = _to_device(idx, device)
         x = joint_disc_input(real[idx], td.comps[idx], run.G.scales) if args.mode == "joint" else real[idx]
         stats = train_step(run, x, bce, device, amp)
         sums += stats

@@ -1035,7 +1035,7 @@ def spectral(f: torch.Tensor, N: int = 5, lam: float = 7.0, *, tol: Optional[flo
     if relative:
         tols = tols * scale.cpu()
     _warn_unconverged("spectral", gap, tols, max_iter)
-    dtype = restore(f4[:1, :1, :1, :1]).dtype        # the caller's dtype (half precision is solved in float32)
+    dtype = f.dtype                                  # the caller's (half precision is solved in float32)
     u = torch.cat((f4.unsqueeze(1), x), dim=1)
     phi, residual = flow_bands(u)
     t = torch.arange(1, N + 1, dtype=f4.dtype, device=f4.device) / lam
