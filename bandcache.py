@@ -14,7 +14,7 @@ Layout of ``cache_dir/<key>/``:
   partial file becomes ``data.bin`` by an atomic rename once every chunk is done.
 
 The key is a hash of the images' bytes, ``data_key``, the components, ``lam``, ``N``, ``tol``,
-``vectorial``, ``dtype``, and the syntax trees of ``pock.py`` and of this file
+``vectorial``, ``dtype``, and the syntax trees of ``pock.py``, ``pock_cpu.py`` and of this file
 (:func:`experiments.fingerprint.file_digest`, which ignores comments and docstrings): anything that
 changes the numbers gives another key, so a cache that does not match is rebuilt, never reused.
 """
@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 import pock
+import pock_cpu
 from data import to_unit_range
 from experiments.fingerprint import file_digest
 from io_utils import write_json
@@ -92,6 +93,7 @@ def cache_key(images_uint8: torch.Tensor, *, lam, components, tol, vectorial, dt
         "N": N, "lam": float(lam), "tol": None if tol is None else float(tol), "vectorial": bool(vectorial),
         "dtype": str(dtype).replace("torch.", ""),
         "pock": _code_digest(pock.__file__),
+        "pock_cpu": _code_digest(pock_cpu.__file__),
         "bandcache": _code_digest(__file__),
     }
 

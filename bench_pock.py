@@ -13,7 +13,9 @@
    change falls below 1e-5 or after 5000 iterations, batches of 20). For each: images/s,
    iterations per flow step, pixel-iterations/s, and the bands' accuracy against a float64
    decomposition (``REF_TOL``): relative L2 error per band
-   over the batch, and the largest absolute error.
+   over the batch, and the largest absolute error. On CPU also ``pock.spectral`` with its
+   iterations as torch operations (``pock.USE_CPU_KERNEL = False``, the path CUDA takes), so the
+   fused kernel's gain is measured in the same run.
 3. Every thread count of ``--threads`` in turn, in the same process.
 
     python bench_pock.py --device cpu --output-dir results/bench   # bench_cpu.json and bench_cpu.png
@@ -38,6 +40,7 @@ import cli
 import data
 import io_utils
 import pock
+import pock_cpu
 from training import resolve_device
 
 ROOT = Path(__file__).resolve().parent
@@ -205,12 +208,21 @@ def bench_size(size: int, counts, data_dir, threads_list, repeats, device, seed)
         t, dec = timed(lambda: pock.spectral(x, N=5, lam=7.0), repeats, device)
         rows.append(speed_row("pock", size, threads, n_pock, t, dec.iters.cpu(),
                               band_errors(dec.phi[:n_ref], ref) | {"ref_tol": ref_tol, "ref_images": n_ref}))
+        if device.type == "cpu" and pock_cpu.AVAILABLE:
+            pock.USE_CPU_KERNEL = False
+            try:
+                t, dec = timed(lambda: pock.spectral(x, N=5, lam=7.0), repeats, device)
+            finally:
+                pock.USE_CPU_KERNEL = True
+            rows.append(speed_row("pock-torch", size, threads, n_pock, t, dec.iters.cpu(),
+                                  band_errors(dec.phi[:n_ref], ref) | {"ref_tol": ref_tol, "ref_images": n_ref}))
         # minutes per run at the larger sizes: timed once
         t, (phi, iters) = timed(lambda: dissertation_spectral(x[:n_diss], 5, 7.0), 0, device)
         rows.append(speed_row("dissertation", size, threads, n_diss, t, iters,
                               band_errors(phi, ref_diss) | {"ref_tol": ref_tol, "ref_images": n_diss}))
-        print(f"  {size}x{size}, {threads} thread(s): pock {rows[-2]['images_per_s']:.1f} img/s, "
-              f"dissertation {rows[-1]['images_per_s']:.2f} img/s", flush=True)
+        print(f"  {size}x{size}, {threads} thread(s): " + ", ".join(f"{r['method']} {r['images_per_s']:.2f} img/s"
+                                                                      for r in rows if r["threads"] == threads),
+              flush=True)
     return rows
 
 
@@ -281,18 +293,27 @@ def markdown(report: dict) -> str:
                      f"images/s, **{r['speedup']:.1f}x** scikit-image's `denoise_tv_chambolle` at its defaults "
                      f"({r['skimage']['images_per_s']:,.0f} images/s), with a **{r['gap_ratio']:.0f}x** smaller "
                      f"worst-image primal gap ({r['pock']['worst_primal_gap']:.1e} vs {r['skimage']['worst_primal_gap']:.1e}).")
-    lines += ["", "| image size | threads | pock.spectral images/s | iterations per flow step | pixel-iterations/s "
-              "| band error | dissertation's scheme images/s | its band error | speed-up |",
-              "|---|---:|---:|---|---:|---:|---:|---:|---:|"]
     rows = report["spectral"]
-    for mine in (r for r in rows if r["method"] == "pock"):
-        diss = next(r for r in rows if r["method"] == "dissertation" and r["size"] == mine["size"]
+    torch_path = any(r["method"] == "pock-torch" for r in rows)
+    lines += ["", "| image size | threads | pock.spectral images/s | iterations per flow step | pixel-iterations/s "
+              "| band error | dissertation's scheme images/s | its band error | speed-up |"
+              + (" as torch operations: images/s | the kernel's gain |" if torch_path else ""),
+              "|---|---:|---:|---|---:|---:|---:|---:|---:|" + ("---:|---:|" if torch_path else "")]
+
+    def same(method, mine):
+        return next(r for r in rows if r["method"] == method and r["size"] == mine["size"]
                     and r["threads"] == mine["threads"])
+    for mine in (r for r in rows if r["method"] == "pock"):
+        diss = same("dissertation", mine)
         steps = " ".join(f"{x:.0f}" for x in mine["iters_per_step"])
-        lines.append(f"| {mine['size']}x{mine['size']} | {mine['threads']} | {mine['images_per_s']:,.1f} | {steps} | "
-                     f"{mine['pixel_iters_per_s'] / 1e6:,.0f} M | {_pct(mine['band_rel_l2'])} | "
-                     f"{diss['images_per_s']:,.2f} | {_pct(diss['band_rel_l2'])} | "
-                     f"{mine['images_per_s'] / diss['images_per_s']:,.0f}x |")
+        line = (f"| {mine['size']}x{mine['size']} | {mine['threads']} | {mine['images_per_s']:,.1f} | {steps} | "
+                f"{mine['pixel_iters_per_s'] / 1e6:,.0f} M | {_pct(mine['band_rel_l2'])} | "
+                f"{diss['images_per_s']:,.2f} | {_pct(diss['band_rel_l2'])} | "
+                f"{mine['images_per_s'] / diss['images_per_s']:,.1f}x |")
+        if torch_path:
+            ops = same("pock-torch", mine)
+            line += f" {ops['images_per_s']:,.1f} | {mine['images_per_s'] / ops['images_per_s']:.2f}x |"
+        lines.append(line)
     for b in report.get("batches", []):
         lines.append(f"- batch {b['batch']:,} of 32x32 images: {b['images_per_s']:,.0f} images/s")
     return "\n".join(lines)
@@ -314,12 +335,15 @@ def plot(report: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for method, marker in (("pock", "o"), ("dissertation", "s")):
+    names = {"pock": "pock.spectral", "pock-torch": "pock.spectral, torch operations",
+             "dissertation": "dissertation scheme"}
+    for method, marker in (("pock", "o"), ("pock-torch", "^"), ("dissertation", "s")):
         for threads in sorted({r["threads"] for r in report["spectral"]}):
             rows = sorted((r for r in report["spectral"] if r["method"] == method and r["threads"] == threads),
                           key=lambda r: r["size"])
-            ax.loglog([r["size"] ** 2 for r in rows], [1e6 / r["images_per_s"] for r in rows], marker + "-",
-                      label=f"{'pock.spectral' if method == 'pock' else 'dissertation scheme'}, {threads} thread(s)")
+            if rows:
+                ax.loglog([r["size"] ** 2 for r in rows], [1e6 / r["images_per_s"] for r in rows], marker + "-",
+                          label=f"{names[method]}, {threads} thread(s)")
     sizes = sorted({r["size"] for r in report["spectral"]})
     ax.set_xticks([s * s for s in sizes], [f"{s}x{s}" for s in sizes])
     ax.set_xlabel("image size (pixels)")

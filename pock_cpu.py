@@ -1,0 +1,194 @@
+"""The CPU kernel of :mod:`pock`: several Chambolle-Pock iterations fused into one pass per image.
+
+The iteration is the one of ``pock._Slots.iterate`` (Chambolle & Pock 2011, Algorithm 2, on the
+step ``z = u - f``); written as a sequence of torch operations it reads and writes every array of a
+batch about twenty times per iteration, so on a CPU its speed is that of memory. Here each image
+runs ``m`` iterations while its arrays stay in the core's caches, and each iteration is one sweep
+over the rows: row ``y`` of the dual field is updated (it needs ``zbar`` on rows ``y`` and ``y+1``,
+not yet overwritten), projected, and then row ``y`` of the primal (it needs the new dual on rows
+``y`` and ``y-1``, both done). The images are split among ``torch.get_num_threads()`` threads.
+
+The arithmetic is the same as the torch path's up to rounding (one iteration agrees to a few units
+in the last place; ``tests/test_pock.py`` checks it), and every result is certified by the same
+float64 duality gap, so either path returns solutions with the same guarantee.
+
+Requires numba; without it ``AVAILABLE`` is False and :mod:`pock` uses its torch operations.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Optional
+
+import numpy as np
+import torch
+
+try:
+    import numba
+except ImportError:                   # pragma: no cover - numba is in requirements.txt
+    numba = None
+
+__all__ = ["AVAILABLE", "iterate"]
+
+AVAILABLE = numba is not None
+
+
+def _kernel(lo, hi, py, px, z, zbar, w, gyf, gxf, f, table, row, it, inv_lam, m, vectorial, one, W, blend, out):
+    """``m`` iterations of images ``lo <= i < hi`` with the steps ``table[row[i], it[i] + k]``, then the
+    terms of each image's duality gap into ``out`` (:func:`_image_energies`; skipped when ``out`` has no rows),
+    while the image is still in the caches.
+
+    Arrays are (n, C, H*W), rows of width ``W`` laid end to end: the loops run over whole images, which
+    the compiler vectorises; the shifts by 1 and by ``W`` that straddle a row end are the boundary
+    entries, reset (or, in ``div``, met by zeros) as in ``pock._grad_into``."""
+    n, C, HW = z.shape
+    H = HW // W
+    scale = np.empty(HW, dtype=z.dtype)
+    xs, gy, gx, g2 = (np.empty(HW, dtype=z.dtype), np.empty(HW, dtype=z.dtype), np.empty(HW, dtype=z.dtype),
+                      np.empty((C, HW), dtype=z.dtype))
+    for i in range(lo, hi):
+        r, il = row[i], inv_lam[i]
+        for k in range(m):
+            sigma, w_u, w_bar = table[r, it[i] + k, 0], table[r, it[i] + k, 1], table[r, it[i] + k, 2]
+            # p <- p + sigma (grad f + grad zbar); zero across the last row (untouched) and column (reset)
+            for c in range(C):
+                # shifted views rather than shifted indices: loops over plain 0..n-1 indices vectorise
+                pyc, pxc, zb, gyc, gxc = py[i, c], px[i, c], zbar[i, c], gyf[i, c], gxf[i, c]
+                pyh, zbh, zbl, gyh = pyc[:HW - W], zb[:HW - W], zb[W:], gyc[:HW - W]
+                for j in range(HW - W):
+                    pyh[j] += sigma * (zbl[j] - zbh[j] + gyh[j])
+                pxh, zbh, zbr, gxh = pxc[:HW - 1], zb[:HW - 1], zb[1:], gxc[:HW - 1]
+                for j in range(HW - 1):
+                    pxh[j] += sigma * (zbr[j] - zbh[j] + gxh[j])
+                for y in range(H):
+                    pxc[y * W + W - 1] = 0
+            # p <- p / max(1, |p|), |p| over the channels when vectorial
+            if vectorial:
+                scale[:] = 0
+                for c in range(C):
+                    pyc, pxc = py[i, c], px[i, c]
+                    for j in range(HW):
+                        scale[j] += pyc[j] * pyc[j] + pxc[j] * pxc[j]
+                for j in range(HW):
+                    scale[j] = one / np.sqrt(max(scale[j], one))
+                for c in range(C):
+                    pyc, pxc = py[i, c], px[i, c]
+                    for j in range(HW):
+                        pyc[j] *= scale[j]
+                        pxc[j] *= scale[j]
+            else:
+                for c in range(C):
+                    pyc, pxc = py[i, c], px[i, c]
+                    for j in range(HW):
+                        s = one / np.sqrt(max(pyc[j] * pyc[j] + pxc[j] * pxc[j], one))
+                        pyc[j] *= s
+                        pxc[j] *= s
+            # w = div(p) / lam (in the order of pock._scaled_div_into, so that both paths round alike);
+            # z <- z + w_u (w - z); zbar <- z_new - (1 - w_bar) (z_new - z_old), as torch.lerp for weights >= 0.5
+            for c in range(C):
+                pyc, pxc, zc, zbc, wc = py[i, c], px[i, c], z[i, c], zbar[i, c], w[i, c]
+                for j in range(HW):
+                    wc[j] = pyc[j] * il
+                wl, pyh = wc[W:], pyc[:HW - W]
+                for j in range(HW - W):
+                    wl[j] -= pyh[j] * il
+                for j in range(HW):
+                    wc[j] += pxc[j] * il
+                wr, pxh = wc[1:], pxc[:HW - 1]
+                for j in range(HW - 1):
+                    wr[j] -= pxh[j] * il
+                for j in range(HW):
+                    z0 = zc[j]
+                    z1 = z0 + w_u * (wc[j] - z0)
+                    zc[j] = z1
+                    zbc[j] = z1 - (z1 - z0) * (one - w_bar)
+        if out.shape[0]:
+            _image_energies(i, z, w, f, gyf, gxf, blend, vectorial, out, W, xs, gy, gx, g2)
+
+
+def _image_energies(i, z, w, f, gyf, gxf, blend, vectorial, out, W, xs, gy, gx, g2):
+    """``out[i] =`` (``TV(f + x)``, ``||x||^2``, ``<f, w> + ||w||^2 / 2``) in float64 at ``x = z + blend (w - z)``,
+    the terms of the duality gap that ``pock._gap_terms`` computes; arrays (n, C, H*W) as in :func:`_kernel`,
+    ``xs``, ``gy``, ``gx`` (H*W) and ``g2`` (C, H*W) scratch."""
+    n, C, HW = z.shape
+    H = HW // W
+    sq = 0.0
+    dual = 0.0
+    for c in range(C):
+        zc, wc, fc, g2c = z[i, c], w[i, c], f[i, c], g2[c]
+        for j in range(HW):
+            xs[j] = zc[j] + blend * (wc[j] - zc[j])
+            sq += xs[j] * xs[j]
+            dual += fc[j] * wc[j] + 0.5 * wc[j] * wc[j]
+        # grad(f + x) = grad f + grad x, with grad x zero across the last row and column
+        gy[:] = gyf[i, c]
+        gx[:] = gxf[i, c]
+        gyh, xl, xh = gy[:HW - W], xs[W:], xs[:HW - W]
+        for j in range(HW - W):
+            gyh[j] += xl[j] - xh[j]
+        gxh, xr, xh = gx[:HW - 1], xs[1:], xs[:HW - 1]
+        for j in range(HW - 1):
+            gxh[j] += xr[j] - xh[j]
+        for y in range(H):
+            gx[y * W + W - 1] = gxf[i, c, y * W + W - 1]
+        for j in range(HW):
+            g2c[j] = gy[j] * gy[j] + gx[j] * gx[j]
+    tv = 0.0
+    if vectorial:
+        for j in range(HW):
+            t = g2[0, j]
+            for c in range(1, C):
+                t += g2[c, j]
+            tv += np.sqrt(t)
+    else:
+        for c in range(C):
+            g2c = g2[c]
+            for j in range(HW):
+                tv += np.sqrt(g2c[j])
+    out[i, 0] = tv
+    out[i, 1] = sq
+    out[i, 2] = dual
+
+
+if AVAILABLE:
+    # Compiled without numba's own threading (its OpenMP layer spins against torch's threads and is not
+    # fork-safe); nogil lets the pool's Python threads run the pieces at once. The energies' sums may be
+    # reassociated (partial sums, which vectorise): they only screen which images to certify, and pock
+    # certifies those again in float64 from scratch; the iterations themselves keep their order.
+    _image_energies = numba.njit(nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})(_image_energies)
+    _iterate_kernel = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})(_kernel)
+
+
+_pool, _pool_pid = None, None
+
+
+def _run(kernel, n: int, *args) -> None:
+    """``kernel(lo, hi, *args)`` on ``torch.get_num_threads()`` contiguous pieces of the n images at once."""
+    global _pool, _pool_pid
+    k = max(1, min(torch.get_num_threads(), n))
+    if k == 1:
+        kernel(0, n, *args)
+        return
+    if _pool is None or _pool_pid != os.getpid() or _pool._max_workers < k:     # a forked child makes its own
+        _pool, _pool_pid = ThreadPoolExecutor(max_workers=k, thread_name_prefix="pock_cpu"), os.getpid()
+    bounds = [n * j // k for j in range(k + 1)]
+    for f in [_pool.submit(kernel, bounds[j], bounds[j + 1], *args) for j in range(k)]:
+        f.result()
+
+
+def iterate(py, px, z, zbar, w, gyf, gxf, f, table, row, it, inv_lam, m: int, vectorial: bool,
+            blend: Optional[float]) -> Optional[torch.Tensor]:
+    """``m`` iterations in place on contiguous CPU tensors (n, C, H, W) of one float dtype.
+
+    ``table`` (R, T, 3): sigma, primal weight and ``1 + theta`` per row and iteration; ``row``, ``it``
+    (n,) int64; ``inv_lam`` (n,) in the arrays' dtype. With a ``blend``, returns (n, 3) float64: per image
+    ``TV(f + x)``, ``||x||^2`` and ``<f, w> + ||w||^2 / 2`` at ``x = z + blend (w - z)`` after the iterations.
+    """
+    n, C, H, W = z.shape
+    out = torch.empty((n if blend is not None else 0, 3), dtype=torch.float64)
+    fields = [t.view(n, C, H * W).numpy() for t in (py, px, z, zbar, w, gyf, gxf, f)]
+    dtype = z.numpy().dtype.type
+    _run(_iterate_kernel, n, *fields, *[t.numpy() for t in (table, row, it, inv_lam)], m, vectorial, dtype(1), W,
+         dtype(blend or 0), out.numpy())
+    return out if blend is not None else None
