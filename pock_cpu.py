@@ -45,26 +45,28 @@ def _kernel(lo, hi, py, px, z, zbar, w, gyf, gxf, f, table, row, it, inv_lam, m,
     n, C, HW = z.shape
     H = HW // W
     scale = np.empty(HW, dtype=z.dtype)
-    xs, gy, gx, g2 = (np.empty(HW, dtype=z.dtype), np.empty(HW, dtype=z.dtype), np.empty(HW, dtype=z.dtype),
-                      np.empty((C, HW), dtype=z.dtype))
+    xs, g2 = np.empty(HW, dtype=z.dtype), np.empty((C, HW), dtype=z.dtype)
+    columns = np.ones(HW, dtype=z.dtype)
+    for y in range(H):
+        columns[y * W + W - 1] = 0
     for i in range(lo, hi):
         r, il = row[i], inv_lam[i]
         for k in range(m):
             sigma, w_u, w_bar = table[r, it[i] + k, 0], table[r, it[i] + k, 1], table[r, it[i] + k, 2]
-            # p <- p + sigma (grad f + grad zbar); zero across the last row (untouched) and column (reset)
-            for c in range(C):
-                # shifted views rather than shifted indices: loops over plain 0..n-1 indices vectorise
-                pyc, pxc, zb, gyc, gxc = py[i, c], px[i, c], zbar[i, c], gyf[i, c], gxf[i, c]
-                pyh, zbh, zbl, gyh = pyc[:HW - W], zb[:HW - W], zb[W:], gyc[:HW - W]
-                for j in range(HW - W):
-                    pyh[j] += sigma * (zbl[j] - zbh[j] + gyh[j])
-                pxh, zbh, zbr, gxh = pxc[:HW - 1], zb[:HW - 1], zb[1:], gxc[:HW - 1]
-                for j in range(HW - 1):
-                    pxh[j] += sigma * (zbr[j] - zbh[j] + gxh[j])
-                for y in range(H):
-                    pxc[y * W + W - 1] = 0
-            # p <- p / max(1, |p|), |p| over the channels when vectorial
             if vectorial:
+                # p <- p + sigma (grad f + grad zbar); zero across the last row (untouched) and column (reset)
+                for c in range(C):
+                    # shifted views rather than shifted indices: loops over plain 0..n-1 indices vectorise
+                    pyc, pxc, zb, gyc, gxc = py[i, c], px[i, c], zbar[i, c], gyf[i, c], gxf[i, c]
+                    pyh, zbh, zbl, gyh = pyc[:HW - W], zb[:HW - W], zb[W:], gyc[:HW - W]
+                    for j in range(HW - W):
+                        pyh[j] += sigma * (zbl[j] - zbh[j] + gyh[j])
+                    pxh, zbh, zbr, gxh = pxc[:HW - 1], zb[:HW - 1], zb[1:], gxc[:HW - 1]
+                    for j in range(HW - 1):
+                        pxh[j] += sigma * (zbr[j] - zbh[j] + gxh[j])
+                    for y in range(H):
+                        pxc[y * W + W - 1] = 0
+                # p <- p / max(1, |p|), |p| over the channels
                 scale[:] = 0
                 for c in range(C):
                     pyc, pxc = py[i, c], px[i, c]
@@ -78,74 +80,85 @@ def _kernel(lo, hi, py, px, z, zbar, w, gyf, gxf, f, table, row, it, inv_lam, m,
                         pyc[j] *= scale[j]
                         pxc[j] *= scale[j]
             else:
+                # the same ascent and projection in one loop: columns[j] is 0 on the last column, where the
+                # difference straddles a row end and grad is zero (as are px and gxf there)
                 for c in range(C):
-                    pyc, pxc = py[i, c], px[i, c]
-                    for j in range(HW):
-                        s = one / np.sqrt(max(pyc[j] * pyc[j] + pxc[j] * pxc[j], one))
+                    pyc, pxc, zb, gyc, gxc = py[i, c], px[i, c], zbar[i, c], gyf[i, c], gxf[i, c]
+                    pyh, pxh, zbh, zbl, zbr, gyh, gxh = (pyc[:HW - W], pxc[:HW - W], zb[:HW - W], zb[W:],
+                                                         zb[1:HW - W + 1], gyc[:HW - W], gxc[:HW - W])
+                    for j in range(HW - W):
+                        a = pyh[j] + sigma * (zbl[j] - zbh[j] + gyh[j])
+                        b = pxh[j] + sigma * ((zbr[j] - zbh[j] + gxh[j]) * columns[j])
+                        s = one / np.sqrt(max(a * a + b * b, one))
+                        pyh[j] = a * s
+                        pxh[j] = b * s
+                    for j in range(HW - W, HW - 1):            # the last row: py stays zero
+                        b = pxc[j] + sigma * ((zb[j + 1] - zb[j] + gxc[j]) * columns[j])
+                        s = one / np.sqrt(max(pyc[j] * pyc[j] + b * b, one))
                         pyc[j] *= s
-                        pxc[j] *= s
+                        pxc[j] = b * s
             # w = div(p) / lam (in the order of pock._scaled_div_into, so that both paths round alike);
             # z <- z + w_u (w - z); zbar <- z_new - (1 - w_bar) (z_new - z_old), as torch.lerp for weights >= 0.5
             for c in range(C):
                 pyc, pxc, zc, zbc, wc = py[i, c], px[i, c], z[i, c], zbar[i, c], w[i, c]
-                for j in range(HW):
+                for j in range(W):                             # the first row: no dual entry above
                     wc[j] = pyc[j] * il
-                wl, pyh = wc[W:], pyc[:HW - W]
-                for j in range(HW - W):
-                    wl[j] -= pyh[j] * il
-                for j in range(HW):
                     wc[j] += pxc[j] * il
-                wr, pxh = wc[1:], pxc[:HW - 1]
-                for j in range(HW - 1):
-                    wr[j] -= pxh[j] * il
-                for j in range(HW):
+                for j in range(1, W):
+                    wc[j] -= pxc[j - 1] * il
+                for j in range(W):
                     z0 = zc[j]
                     z1 = z0 + w_u * (wc[j] - z0)
                     zc[j] = z1
                     zbc[j] = z1 - (z1 - z0) * (one - w_bar)
+                pyl, pyu, pxl, pxd, wl, zl, zbl = pyc[W:], pyc[:HW - W], pxc[W:], pxc[W - 1:HW - 1], wc[W:], zc[W:], zbc[W:]
+                for j in range(HW - W):
+                    wv = pyl[j] * il
+                    wv -= pyu[j] * il
+                    wv += pxl[j] * il
+                    wv -= pxd[j] * il
+                    wl[j] = wv
+                    z0 = zl[j]
+                    z1 = z0 + w_u * (wv - z0)
+                    zl[j] = z1
+                    zbl[j] = z1 - (z1 - z0) * (one - w_bar)
         if out.shape[0]:
-            _image_energies(i, z, w, f, gyf, gxf, blend, vectorial, out, W, xs, gy, gx, g2)
+            _image_energies(i, z, w, f, gyf, gxf, blend, vectorial, out, W, xs, columns, g2)
 
 
-def _image_energies(i, z, w, f, gyf, gxf, blend, vectorial, out, W, xs, gy, gx, g2):
+def _image_energies(i, z, w, f, gyf, gxf, blend, vectorial, out, W, xs, columns, g2):
     """``out[i] =`` (``TV(f + x)``, ``||x||^2``, ``<f, w> + ||w||^2 / 2``) in float64 at ``x = z + blend (w - z)``,
     the terms of the duality gap that ``pock._gap_terms`` computes; arrays (n, C, H*W) as in :func:`_kernel`,
-    ``xs``, ``gy``, ``gx`` (H*W) and ``g2`` (C, H*W) scratch."""
+    ``columns`` as there, ``xs`` (H*W) and ``g2`` (C, H*W) scratch."""
     n, C, HW = z.shape
-    H = HW // W
     sq = 0.0
     dual = 0.0
+    tv = 0.0
     for c in range(C):
-        zc, wc, fc, g2c = z[i, c], w[i, c], f[i, c], g2[c]
+        zc, wc, fc, gyc, gxc, g2c = z[i, c], w[i, c], f[i, c], gyf[i, c], gxf[i, c], g2[c]
         for j in range(HW):
             xs[j] = zc[j] + blend * (wc[j] - zc[j])
             sq += xs[j] * xs[j]
             dual += fc[j] * wc[j] + 0.5 * wc[j] * wc[j]
-        # grad(f + x) = grad f + grad x, with grad x zero across the last row and column
-        gy[:] = gyf[i, c]
-        gx[:] = gxf[i, c]
-        gyh, xl, xh = gy[:HW - W], xs[W:], xs[:HW - W]
+        # grad(f + x) = grad f + grad x, with grad x zero across the last row and column (columns[j] = 0)
+        xl, xh, xr, gyh, gxh, g2h = xs[W:], xs[:HW - W], xs[1:HW - W + 1], gyc[:HW - W], gxc[:HW - W], g2c[:HW - W]
         for j in range(HW - W):
-            gyh[j] += xl[j] - xh[j]
-        gxh, xr, xh = gx[:HW - 1], xs[1:], xs[:HW - 1]
-        for j in range(HW - 1):
-            gxh[j] += xr[j] - xh[j]
-        for y in range(H):
-            gx[y * W + W - 1] = gxf[i, c, y * W + W - 1]
-        for j in range(HW):
-            g2c[j] = gy[j] * gy[j] + gx[j] * gx[j]
-    tv = 0.0
+            gy = gyh[j] + (xl[j] - xh[j])
+            gx = gxh[j] + (xr[j] - xh[j]) * columns[j]
+            g2h[j] = gy * gy + gx * gx
+        for j in range(HW - W, HW - 1):                        # the last row
+            gx = gxc[j] + (xs[j + 1] - xs[j]) * columns[j]
+            g2c[j] = gyc[j] * gyc[j] + gx * gx
+        g2c[HW - 1] = gyc[HW - 1] * gyc[HW - 1] + gxc[HW - 1] * gxc[HW - 1]
+        if not vectorial:
+            for j in range(HW):
+                tv += np.sqrt(g2c[j])
     if vectorial:
         for j in range(HW):
             t = g2[0, j]
             for c in range(1, C):
                 t += g2[c, j]
             tv += np.sqrt(t)
-    else:
-        for c in range(C):
-            g2c = g2[c]
-            for j in range(HW):
-                tv += np.sqrt(g2c[j])
     out[i, 0] = tv
     out[i, 1] = sq
     out[i, 2] = dual
