@@ -493,11 +493,17 @@ def test_release_manifest_gives_the_fingerprints_the_runs_recorded(name):
         assert release.make(rel["commit"])["files"] == rel["files"]
 
 
-def test_main_moving_on_leaves_a_releases_runs_current_and_the_sweep_refuses_other_code(tmp_path):
+def _new_repo(folder: Path):
+    """``git(*args)`` in a fresh repository at ``folder``."""
     def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder, check=True,
                        capture_output=True)
     git("init", "-q")
+    return git
+
+
+def test_main_moving_on_leaves_a_releases_runs_current_and_the_sweep_refuses_other_code(tmp_path):
+    git = _new_repo(tmp_path)
     (tmp_path / "engine.py").write_text("x = 1\n")
     (tmp_path / "main.py").write_text("def f():\n    import engine\n    return engine.x\n")
     git("add", "engine.py", "main.py")
@@ -590,10 +596,7 @@ def test_smoke_profile_end_to_end(tmp_path):
 
 def test_release_is_the_tag_whose_code_the_run_executes(tmp_path):
     """A branch of the tag that adds only ledger files still runs the release; changed code does not."""
-    def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
-                       capture_output=True)
-    git("init", "-q")
+    git = _new_repo(tmp_path)
     (tmp_path / "engine.py").write_text("x = 1\n")
     git("add", "engine.py")
     git("commit", "-qm", "code")
