@@ -35,6 +35,7 @@ X. Bresson, T. Chan. Fast dual minimization of the vectorial total variation nor
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import numbers
@@ -559,9 +560,11 @@ class _Slots:
 
     _FIELDS = ("f", "gyf", "gxf", "py", "px", "z", "zbar", "w")
 
-    def __init__(self, pr: _Problems, n: int):
+    def __init__(self, pr: _Problems, n: int, threads: int = 1):
         dev = pr.f.device
+        self.threads = threads                       # of the CPU kernel
         self.idx = torch.arange(n, device=dev)
+        self.active = torch.ones(n, dtype=torch.bool, device=dev)   # False: finished, awaiting a new image
         self.step = torch.zeros(n, dtype=torch.int64, device=dev)
         self.it = torch.zeros(n, dtype=torch.int64, device=dev)
         self.row = pr.row[:n].clone()
@@ -612,8 +615,8 @@ class _Slots:
             # _gap_terms themselves, which keep their order
             self.energies = pock_cpu.iterate(
                 self.py, self.px, self.z, self.zbar, self.w, self.gyf, self.gxf, self.f, pr.table, self.row,
-                self.it, inv_lam.contiguous(), m, pr.vectorial,
-                _PRIMAL_BLEND if self.f.dtype == torch.float32 else None)
+                self.it, inv_lam.contiguous(), self.active, m, pr.vectorial,
+                _PRIMAL_BLEND if self.f.dtype == torch.float32 else None, self.threads)
             self.it += m
         else:
             self.energies = None
@@ -665,7 +668,7 @@ class _Slots:
             floor = _ROUNDING_UNITS * torch.finfo(self.f.dtype).eps * (tv_ + fidelity + dual.abs())
             tol = torch.maximum(tol * size, floor) / npix
         capped = self.it >= pr.max_iter
-        cand = ((gap <= tol) | capped).nonzero().view(-1)
+        cand = (((gap <= tol) | capped) & self.active).nonzero().view(-1)
         if len(cand) == 0:
             return None, None
         x = self.f[cand] + torch.lerp(self.z[cand], self.w[cand], _PRIMAL_BLEND)
@@ -707,6 +710,7 @@ class _Slots:
     def refill(self, pr: _Problems, free: torch.Tensor, images: torch.Tensor) -> None:
         """Slots ``free`` take the waiting ``images``."""
         self.idx[free], self.step[free], self.it[free], self.row[free] = images, 0, 0, pr.row[images]
+        self.active[free] = True
         if pr.per_image_lam:
             self.lam4[free] = pr.lam[images]
             self.inv_lam4[free] = 1 / pr.lam[images]
@@ -714,7 +718,7 @@ class _Slots:
 
     def keep(self, mask) -> None:
         """Drop the slots outside ``mask`` (no image waits to take them)."""
-        for name in ("idx", "step", "it", "row") + self._FIELDS:
+        for name in ("idx", "active", "step", "it", "row") + self._FIELDS:
             setattr(self, name, getattr(self, name)[mask])
         if isinstance(self.lam4, torch.Tensor):
             self.lam4, self.inv_lam4 = self.lam4[mask], self.inv_lam4[mask]
@@ -743,25 +747,30 @@ def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_ev
     """
     pr = _Problems(f4, lam_all, per_image_lam, tols, max_iter, check_every, tau, gamma, warm, vectorial, relative)
     B = f4.shape[0]
-    w = _Slots(pr, min(B, slots))
-    waiting = len(w.idx)                              # the next image to take a slot
-    while True:
-        w.iterate(pr, check_every)
-        advance, last = w.test(pr)
-        if advance is None:
-            continue
-        if advance.any():
-            w.advance(pr, advance)
-        free = last.nonzero().view(-1)
-        n_new = min(len(free), B - waiting)
-        if n_new:
-            w.refill(pr, free[:n_new], torch.arange(waiting, waiting + n_new, device=f4.device))
-            waiting += n_new
-            last[free[:n_new]] = False
-        if bool(last.all()):
-            break
-        if last.any():
-            w.keep(~last)
+    kernel = f4.device.type == "cpu" and _kernel_on()
+    with pock_cpu.torch_on_one_thread() if kernel else contextlib.nullcontext(torch.get_num_threads()) as threads:
+        w = _Slots(pr, min(B, slots), threads)
+        waiting = len(w.idx)                              # the next image to take a slot
+        while True:
+            w.iterate(pr, check_every)
+            advance, last = w.test(pr)
+            if advance is None:
+                continue
+            if advance.any():
+                w.advance(pr, advance)
+            w.active &= ~last
+            free = (~w.active).nonzero().view(-1)
+            n_new = min(len(free), B - waiting)
+            if n_new:
+                w.refill(pr, free[:n_new], torch.arange(waiting, waiting + n_new, device=f4.device))
+                waiting += n_new
+            n_idle = len(free) - n_new
+            if n_idle == len(w.idx):
+                break
+            # Idle slots are dropped at once by the torch path (it would iterate them); the kernel skips
+            # them, and the arrays are compacted only once a quarter of the slots is idle.
+            if n_idle > (len(w.idx) // 4 if kernel else 0):
+                w.keep(w.active)
     return pr.x, pr.py, pr.px, pr.iters, pr.gap, pr.scale
 
 

@@ -6,7 +6,8 @@ batch about twenty times per iteration, so on a CPU its speed is that of memory.
 runs ``m`` iterations while its arrays stay in the core's caches, and each iteration is one sweep
 over the rows: row ``y`` of the dual field is updated (it needs ``zbar`` on rows ``y`` and ``y+1``,
 not yet overwritten), projected, and then row ``y`` of the primal (it needs the new dual on rows
-``y`` and ``y-1``, both done). The images are split among ``torch.get_num_threads()`` threads.
+``y`` and ``y-1``, both done). The images are split among torch's number of threads, while torch's own
+operations run on one (:func:`torch_on_one_thread`).
 
 The arithmetic is the same as the torch path's up to rounding (one iteration agrees to a few units
 in the last place; ``tests/test_pock.py`` checks it), and every result is certified by the same
@@ -17,6 +18,7 @@ Requires numba; without it ``AVAILABLE`` is False and :mod:`pock` uses its torch
 
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional
@@ -29,12 +31,13 @@ try:
 except ImportError:                   # pragma: no cover - numba is in requirements.txt
     numba = None
 
-__all__ = ["AVAILABLE", "iterate"]
+__all__ = ["AVAILABLE", "iterate", "torch_on_one_thread"]
 
 AVAILABLE = numba is not None
 
 
-def _kernel(lo, hi, py, px, z, zbar, w, gyf, gxf, f, table, row, it, inv_lam, m, vectorial, one, W, blend, out):
+def _kernel(lo, hi, py, px, z, zbar, w, gyf, gxf, f, table, row, it, inv_lam, active, m, vectorial, one, W, blend,
+            out):
     """``m`` iterations of images ``lo <= i < hi`` with the steps ``table[row[i], it[i] + k]``, then the
     terms of each image's duality gap into ``out`` (:func:`_image_energies`; skipped when ``out`` has no rows),
     while the image is still in the caches.
@@ -50,6 +53,8 @@ def _kernel(lo, hi, py, px, z, zbar, w, gyf, gxf, f, table, row, it, inv_lam, m,
     for y in range(H):
         columns[y * W + W - 1] = 0
     for i in range(lo, hi):
+        if not active[i]:
+            continue
         r, il = row[i], inv_lam[i]
         for k in range(m):
             sigma, w_u, w_bar = table[r, it[i] + k, 0], table[r, it[i] + k, 1], table[r, it[i] + k, 2]
@@ -176,10 +181,25 @@ if AVAILABLE:
 _pool, _pool_pid = None, None
 
 
-def _run(kernel, n: int, *args) -> None:
-    """``kernel(lo, hi, *args)`` on ``torch.get_num_threads()`` contiguous pieces of the n images at once."""
+@contextlib.contextmanager
+def torch_on_one_thread():
+    """Yields torch's thread count and keeps torch's own operations on one thread meanwhile.
+
+    torch's OpenMP workers spin for a while after each parallel operation; between the kernel's calls
+    (the solver's bookkeeping, on small tensors) they would take the cores from the kernel's threads:
+    measured, two threads then ran slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(kernel, n: int, threads: int, *args) -> None:
+    """``kernel(lo, hi, *args)`` on ``threads`` contiguous pieces of the n images at once."""
     global _pool, _pool_pid
-    k = max(1, min(torch.get_num_threads(), n))
+    k = max(1, min(threads, n))
     if k == 1:
         kernel(0, n, *args)
         return
@@ -190,18 +210,20 @@ def _run(kernel, n: int, *args) -> None:
         f.result()
 
 
-def iterate(py, px, z, zbar, w, gyf, gxf, f, table, row, it, inv_lam, m: int, vectorial: bool,
-            blend: Optional[float]) -> Optional[torch.Tensor]:
-    """``m`` iterations in place on contiguous CPU tensors (n, C, H, W) of one float dtype.
+def iterate(py, px, z, zbar, w, gyf, gxf, f, table, row, it, inv_lam, active, m: int, vectorial: bool,
+            blend: Optional[float], threads: int) -> Optional[torch.Tensor]:
+    """``m`` iterations in place on contiguous CPU tensors (n, C, H, W) of one float dtype, on ``threads``
+    threads (see :func:`torch_on_one_thread`).
 
     ``table`` (R, T, 3): sigma, primal weight and ``1 + theta`` per row and iteration; ``row``, ``it``
-    (n,) int64; ``inv_lam`` (n,) in the arrays' dtype. With a ``blend``, returns (n, 3) float64: per image
+    (n,) int64; ``inv_lam`` (n,) in the arrays' dtype; ``active`` (n,) bool, the images to iterate (the others are
+    left as they are). With a ``blend``, returns (n, 3) float64: per image
     ``TV(f + x)``, ``||x||^2`` and ``<f, w> + ||w||^2 / 2`` at ``x = z + blend (w - z)`` after the iterations.
     """
     n, C, H, W = z.shape
     out = torch.empty((n if blend is not None else 0, 3), dtype=torch.float64)
     fields = [t.view(n, C, H * W).numpy() for t in (py, px, z, zbar, w, gyf, gxf, f)]
     dtype = z.numpy().dtype.type
-    _run(_iterate_kernel, n, *fields, *[t.numpy() for t in (table, row, it, inv_lam)], m, vectorial, dtype(1), W,
+    _run(_iterate_kernel, n, threads, *fields, *[t.numpy() for t in (table, row, it, inv_lam, active)], m, vectorial, dtype(1), W,
          dtype(blend or 0), out.numpy())
     return out if blend is not None else None
