@@ -36,6 +36,86 @@ __all__ = ["AVAILABLE", "iterate", "torch_on_one_thread"]
 AVAILABLE = numba is not None
 
 
+def _dual_step(i, py, px, zbar, gyf, gxf, sigma, vectorial, one, W, columns, scale):
+    """p <- proj(p + sigma (grad f + grad zbar)) for image i; arrays (n, C, H*W) as in :func:`_kernel`."""
+    n, C, HW = py.shape
+    H = HW // W
+    if vectorial:
+        # p <- p + sigma (grad f + grad zbar); zero across the last row (untouched) and column (reset)
+        for c in range(C):
+            # shifted views rather than shifted indices: loops over plain 0..n-1 indices vectorise
+            pyc, pxc, zb, gyc, gxc = py[i, c], px[i, c], zbar[i, c], gyf[i, c], gxf[i, c]
+            pyh, zbh, zbl, gyh = pyc[:HW - W], zb[:HW - W], zb[W:], gyc[:HW - W]
+            for j in range(HW - W):
+                pyh[j] += sigma * (zbl[j] - zbh[j] + gyh[j])
+            pxh, zbh, zbr, gxh = pxc[:HW - 1], zb[:HW - 1], zb[1:], gxc[:HW - 1]
+            for j in range(HW - 1):
+                pxh[j] += sigma * (zbr[j] - zbh[j] + gxh[j])
+            for y in range(H):
+                pxc[y * W + W - 1] = 0
+        # p <- p / max(1, |p|), |p| over the channels
+        scale[:] = 0
+        for c in range(C):
+            pyc, pxc = py[i, c], px[i, c]
+            for j in range(HW):
+                scale[j] += pyc[j] * pyc[j] + pxc[j] * pxc[j]
+        for j in range(HW):
+            scale[j] = one / np.sqrt(max(scale[j], one))
+        for c in range(C):
+            pyc, pxc = py[i, c], px[i, c]
+            for j in range(HW):
+                pyc[j] *= scale[j]
+                pxc[j] *= scale[j]
+    else:
+        # the same ascent and projection in one loop: columns[j] is 0 on the last column, where the
+        # difference straddles a row end and grad is zero (as are px and gxf there)
+        for c in range(C):
+            pyc, pxc, zb, gyc, gxc = py[i, c], px[i, c], zbar[i, c], gyf[i, c], gxf[i, c]
+            pyh, pxh, zbh, zbl, zbr, gyh, gxh = (pyc[:HW - W], pxc[:HW - W], zb[:HW - W], zb[W:],
+                                                 zb[1:HW - W + 1], gyc[:HW - W], gxc[:HW - W])
+            for j in range(HW - W):
+                a = pyh[j] + sigma * (zbl[j] - zbh[j] + gyh[j])
+                b = pxh[j] + sigma * ((zbr[j] - zbh[j] + gxh[j]) * columns[j])
+                s = one / np.sqrt(max(a * a + b * b, one))
+                pyh[j] = a * s
+                pxh[j] = b * s
+            for j in range(HW - W, HW - 1):            # the last row: py stays zero
+                b = pxc[j] + sigma * ((zb[j + 1] - zb[j] + gxc[j]) * columns[j])
+                s = one / np.sqrt(max(pyc[j] * pyc[j] + b * b, one))
+                pyc[j] *= s
+                pxc[j] = b * s
+
+
+def _primal_step(i, py, px, z, zbar, w, il, w_u, w_bar, one, W):
+    """w = div(p) / lam and the primal update of z and zbar for image i (see :func:`_kernel`)."""
+    n, C, HW = py.shape
+    # w = div(p) / lam (in the order of pock._scaled_div_into, so that both paths round alike);
+    # z <- z + w_u (w - z); zbar <- z_new - (1 - w_bar) (z_new - z_old), as torch.lerp for weights >= 0.5
+    for c in range(C):
+        pyc, pxc, zc, zbc, wc = py[i, c], px[i, c], z[i, c], zbar[i, c], w[i, c]
+        for j in range(W):                             # the first row: no dual entry above
+            wc[j] = pyc[j] * il
+            wc[j] += pxc[j] * il
+        for j in range(1, W):
+            wc[j] -= pxc[j - 1] * il
+        for j in range(W):
+            z0 = zc[j]
+            z1 = z0 + w_u * (wc[j] - z0)
+            zc[j] = z1
+            zbc[j] = z1 - (z1 - z0) * (one - w_bar)
+        pyl, pyu, pxl, pxd, wl, zl, zbl = pyc[W:], pyc[:HW - W], pxc[W:], pxc[W - 1:HW - 1], wc[W:], zc[W:], zbc[W:]
+        for j in range(HW - W):
+            wv = pyl[j] * il
+            wv -= pyu[j] * il
+            wv += pxl[j] * il
+            wv -= pxd[j] * il
+            wl[j] = wv
+            z0 = zl[j]
+            z1 = z0 + w_u * (wv - z0)
+            zl[j] = z1
+            zbl[j] = z1 - (z1 - z0) * (one - w_bar)
+
+
 def _kernel(lo, hi, py, px, z, zbar, w, gyf, gxf, f, table, row, it, inv_lam, active, m, vectorial, one, W, blend,
             out):
     """``m`` iterations of images ``lo <= i < hi`` with the steps ``table[row[i], it[i] + k]``, then the
@@ -58,75 +138,8 @@ def _kernel(lo, hi, py, px, z, zbar, w, gyf, gxf, f, table, row, it, inv_lam, ac
         r, il = row[i], inv_lam[i]
         for k in range(m):
             sigma, w_u, w_bar = table[r, it[i] + k, 0], table[r, it[i] + k, 1], table[r, it[i] + k, 2]
-            if vectorial:
-                # p <- p + sigma (grad f + grad zbar); zero across the last row (untouched) and column (reset)
-                for c in range(C):
-                    # shifted views rather than shifted indices: loops over plain 0..n-1 indices vectorise
-                    pyc, pxc, zb, gyc, gxc = py[i, c], px[i, c], zbar[i, c], gyf[i, c], gxf[i, c]
-                    pyh, zbh, zbl, gyh = pyc[:HW - W], zb[:HW - W], zb[W:], gyc[:HW - W]
-                    for j in range(HW - W):
-                        pyh[j] += sigma * (zbl[j] - zbh[j] + gyh[j])
-                    pxh, zbh, zbr, gxh = pxc[:HW - 1], zb[:HW - 1], zb[1:], gxc[:HW - 1]
-                    for j in range(HW - 1):
-                        pxh[j] += sigma * (zbr[j] - zbh[j] + gxh[j])
-                    for y in range(H):
-                        pxc[y * W + W - 1] = 0
-                # p <- p / max(1, |p|), |p| over the channels
-                scale[:] = 0
-                for c in range(C):
-                    pyc, pxc = py[i, c], px[i, c]
-                    for j in range(HW):
-                        scale[j] += pyc[j] * pyc[j] + pxc[j] * pxc[j]
-                for j in range(HW):
-                    scale[j] = one / np.sqrt(max(scale[j], one))
-                for c in range(C):
-                    pyc, pxc = py[i, c], px[i, c]
-                    for j in range(HW):
-                        pyc[j] *= scale[j]
-                        pxc[j] *= scale[j]
-            else:
-                # the same ascent and projection in one loop: columns[j] is 0 on the last column, where the
-                # difference straddles a row end and grad is zero (as are px and gxf there)
-                for c in range(C):
-                    pyc, pxc, zb, gyc, gxc = py[i, c], px[i, c], zbar[i, c], gyf[i, c], gxf[i, c]
-                    pyh, pxh, zbh, zbl, zbr, gyh, gxh = (pyc[:HW - W], pxc[:HW - W], zb[:HW - W], zb[W:],
-                                                         zb[1:HW - W + 1], gyc[:HW - W], gxc[:HW - W])
-                    for j in range(HW - W):
-                        a = pyh[j] + sigma * (zbl[j] - zbh[j] + gyh[j])
-                        b = pxh[j] + sigma * ((zbr[j] - zbh[j] + gxh[j]) * columns[j])
-                        s = one / np.sqrt(max(a * a + b * b, one))
-                        pyh[j] = a * s
-                        pxh[j] = b * s
-                    for j in range(HW - W, HW - 1):            # the last row: py stays zero
-                        b = pxc[j] + sigma * ((zb[j + 1] - zb[j] + gxc[j]) * columns[j])
-                        s = one / np.sqrt(max(pyc[j] * pyc[j] + b * b, one))
-                        pyc[j] *= s
-                        pxc[j] = b * s
-            # w = div(p) / lam (in the order of pock._scaled_div_into, so that both paths round alike);
-            # z <- z + w_u (w - z); zbar <- z_new - (1 - w_bar) (z_new - z_old), as torch.lerp for weights >= 0.5
-            for c in range(C):
-                pyc, pxc, zc, zbc, wc = py[i, c], px[i, c], z[i, c], zbar[i, c], w[i, c]
-                for j in range(W):                             # the first row: no dual entry above
-                    wc[j] = pyc[j] * il
-                    wc[j] += pxc[j] * il
-                for j in range(1, W):
-                    wc[j] -= pxc[j - 1] * il
-                for j in range(W):
-                    z0 = zc[j]
-                    z1 = z0 + w_u * (wc[j] - z0)
-                    zc[j] = z1
-                    zbc[j] = z1 - (z1 - z0) * (one - w_bar)
-                pyl, pyu, pxl, pxd, wl, zl, zbl = pyc[W:], pyc[:HW - W], pxc[W:], pxc[W - 1:HW - 1], wc[W:], zc[W:], zbc[W:]
-                for j in range(HW - W):
-                    wv = pyl[j] * il
-                    wv -= pyu[j] * il
-                    wv += pxl[j] * il
-                    wv -= pxd[j] * il
-                    wl[j] = wv
-                    z0 = zl[j]
-                    z1 = z0 + w_u * (wv - z0)
-                    zl[j] = z1
-                    zbl[j] = z1 - (z1 - z0) * (one - w_bar)
+            _dual_step(i, py, px, zbar, gyf, gxf, sigma, vectorial, one, W, columns, scale)
+            _primal_step(i, py, px, z, zbar, w, il, w_u, w_bar, one, W)
         if out.shape[0]:
             _image_energies(i, z, w, f, gyf, gxf, blend, vectorial, out, W, xs, columns, g2)
 
@@ -175,6 +188,8 @@ if AVAILABLE:
     # reassociated (partial sums, which vectorise): they only screen which images to certify, and pock
     # certifies those again in float64 from scratch; the iterations themselves keep their order.
     _image_energies = numba.njit(nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})(_image_energies)
+    _dual_step = numba.njit(nogil=True, error_model="numpy", fastmath={"contract"})(_dual_step)
+    _primal_step = numba.njit(nogil=True, error_model="numpy", fastmath={"contract"})(_primal_step)
     _iterate_kernel = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})(_kernel)
 
 
