@@ -560,9 +560,9 @@ class _Slots:
 
     _FIELDS = ("f", "gyf", "gxf", "py", "px", "z", "zbar", "w")
 
-    def __init__(self, pr: _Problems, n: int, threads: int = 1):
+    def __init__(self, pr: _Problems, n: int, kernel_threads: Optional[int] = None):
         dev = pr.f.device
-        self.threads = threads                       # of the CPU kernel
+        self.kernel_threads = kernel_threads         # None: torch operations; else the CPU kernel's threads
         self.idx = torch.arange(n, device=dev)
         self.active = torch.ones(n, dtype=torch.bool, device=dev)   # False: finished, awaiting a new image
         self.step = torch.zeros(n, dtype=torch.int64, device=dev)
@@ -601,13 +601,10 @@ class _Slots:
             self.py[sl], self.px[sl], self.z[sl] = py, px, z
         self.zbar[sl] = self.z[sl]
 
-    def _kernel(self) -> bool:
-        return _kernel_on() and self.z.device.type == "cpu"
-
     def iterate(self, pr: _Problems, m: int) -> None:
         """``m`` iterations for every slot: on CPU (with numba) the fused kernel of :mod:`pock_cpu`,
         otherwise :meth:`iterate_once` ``m`` times; the two agree up to rounding."""
-        if self._kernel():
+        if self.kernel_threads:
             n = len(self.idx)
             inv_lam = (self.inv_lam4.view(-1) if isinstance(self.inv_lam4, torch.Tensor)
                        else torch.full((n,), self.inv_lam4, dtype=self.z.dtype))
@@ -616,7 +613,7 @@ class _Slots:
             self.energies = pock_cpu.iterate(
                 self.py, self.px, self.z, self.zbar, self.w, self.gyf, self.gxf, self.f, pr.table, self.row,
                 self.it, inv_lam.contiguous(), self.active, m, pr.vectorial,
-                _PRIMAL_BLEND if self.f.dtype == torch.float32 else None, self.threads)
+                _PRIMAL_BLEND if self.f.dtype == torch.float32 else None, self.kernel_threads)
             self.it += m
         else:
             self.energies = None
@@ -748,7 +745,7 @@ def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_ev
     pr = _Problems(f4, lam_all, per_image_lam, tols, max_iter, check_every, tau, gamma, warm, vectorial, relative)
     B = f4.shape[0]
     kernel = f4.device.type == "cpu" and _kernel_on()
-    with pock_cpu.torch_on_one_thread() if kernel else contextlib.nullcontext(torch.get_num_threads()) as threads:
+    with pock_cpu.torch_on_one_thread() if kernel else contextlib.nullcontext() as threads:
         w = _Slots(pr, min(B, slots), threads)
         waiting = len(w.idx)                              # the next image to take a slot
         while True:

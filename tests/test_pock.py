@@ -520,7 +520,7 @@ def test_augment_module_and_unbatched_input():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("vectorial", [False, True])
-def test_cpu_kernel_runs_the_iterations_of_the_torch_path(dtype, vectorial, monkeypatch):
+def test_cpu_kernel_runs_the_iterations_of_the_torch_path(dtype, vectorial):
     """pock_cpu's fused kernel and the torch operations take the same steps: after 30 iterations from the
     same start, with a lam per image, every field agrees to rounding, and so do the gap's terms."""
     f = (torch.cat([real_rgb(size=24), real_rgb(size=24).flip(-1)]) if vectorial else real_gray(size=24, n=3))
@@ -530,8 +530,7 @@ def test_cpu_kernel_runs_the_iterations_of_the_torch_path(dtype, vectorial, monk
     pr = pock._Problems(f, lam, True, torch.full((B, 1), 1e-4), 2000, 10, None, None, None, vectorial)
     slots = {}
     for kernel in (True, False):
-        monkeypatch.setattr(pock, "USE_CPU_KERNEL", kernel)
-        slots[kernel] = s = pock._Slots(pr, B)
+        slots[kernel] = s = pock._Slots(pr, B, 1 if kernel else None)
         for _ in range(3):
             s.iterate(pr, 10)
     a, b = slots[True], slots[False]
