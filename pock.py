@@ -572,10 +572,17 @@ class _Slots:
         self.inv_lam4 = 1 / self.lam4
         for name in self._FIELDS:
             setattr(self, name, torch.empty_like(pr.f[:n]))
-        self.z_next = torch.empty_like(self.z)
-        self._scratch = [torch.empty_like(self.z) for _ in range(3)]
-        self.gy, self.gx, self.tmp = self._scratch
+        # scratch: gy, gx (the gap's terms) and, for the torch path's iterations, tmp and z_next
+        self._scratch = [torch.empty_like(self.z) for _ in range(2 if kernel_threads else 3)]
+        self._bind_scratch()
         self.start(pr, slice(None), self.idx)
+
+    def _bind_scratch(self) -> None:
+        n = len(self.idx)
+        self.gy, self.gx = self._scratch[0][:n], self._scratch[1][:n]
+        if not self.kernel_threads:
+            self.tmp = self._scratch[2][:n]
+            self.z_next = torch.empty_like(self.z)     # swapped with z at every iteration
 
     def _lam64(self, pr: _Problems):
         return pr.lam64[self.idx] if pr.per_image_lam else float(pr.lam64[0])
@@ -719,9 +726,7 @@ class _Slots:
             setattr(self, name, getattr(self, name)[mask])
         if isinstance(self.lam4, torch.Tensor):
             self.lam4, self.inv_lam4 = self.lam4[mask], self.inv_lam4[mask]
-        self.z_next = torch.empty_like(self.z)
-        n = len(self.idx)
-        self.gy, self.gx, self.tmp = (t[:n] for t in self._scratch)
+        self._bind_scratch()
 
 
 def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_every, tau, gamma, slots,
@@ -736,8 +741,9 @@ def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_ev
     finishes a flow step starts the next one at once, warm from its dual field, and an image that
     finishes its last step hands its slot to the next waiting image. So the working batch stays
     full, the slow last iterations of a few images are paid once per call (not once per step and
-    piece), and the working arrays stay small enough for the CPU caches. Every image follows the
-    same iterations as it would alone.
+    piece), and the torch path's working arrays stay small enough for the CPU caches (the CPU kernel
+    of :mod:`pock_cpu` keeps one image in the caches at a time whatever ``slots`` is). Every image
+    follows the same iterations as it would alone.
 
     Returns the solutions (B, S, C, H, W), the last (feasible) dual field (p_y, p_x), iterations
     (B, S) and the certified gaps per pixel (B, S, float64).

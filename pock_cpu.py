@@ -41,6 +41,8 @@ def _dual_step(i, py, px, zbar, gyf, gxf, sigma, vectorial, one, W, columns, sca
     n, C, HW = py.shape
     H = HW // W
     if vectorial:
+        # Separate passes: fusing the ascent with the sum over channels (as the gray branch fuses it with
+        # the projection) measured 3-8% slower for 3 channels at 32-128 px.
         # p <- p + sigma (grad f + grad zbar); zero across the last row (untouched) and column (reset)
         for c in range(C):
             # shifted views rather than shifted indices: loops over plain 0..n-1 indices vectorise
