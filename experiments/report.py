@@ -216,8 +216,13 @@ def _provenance(s: Summary) -> list:
                 "(their syntax without comments and docstrings, `experiments/fingerprint.py`) matches them; the runs "
                 "started from commit ")
     out.append(code + " to ".join(f"`{c[:10]}`" for c in s.commits))
+    current = [r for r in s.runs if r.status == "current"]
+    resumed = sum(r.resumed for r in current)
     out.append(f"- sweep time: {_duration(s.wall_seconds)} of wall-clock time with at least one run going "
-               f"(runs' own times add up to {_duration(sum(r.seconds for r in s.runs if r.status == 'current'))})")
+               f"(runs' own times add up to {_duration(sum(r.seconds for r in current))}"
+               + (f"; {resumed} {'run was' if resumed == 1 else 'runs were'} resumed from checkpoints after an "
+                  f"interruption, and only {'its' if resumed == 1 else 'their'} last attempt is timed" if resumed else "")
+               + ")")
     return out + [""]
 
 

@@ -58,6 +58,7 @@ class RunRecord:
     test_top1: Optional[float] = None
     release: tuple = ()                # the git tags on the commit the run started from
     vectorial_tv: Optional[bool] = None  # args.json: spectral runs with --color decompose with vectorial TV
+    resumed: bool = False              # a step resumed from a checkpoint: ``seconds`` times its last attempt only
 
     @property
     def primary(self) -> Optional[float]:
@@ -194,7 +195,8 @@ def _record(e: ledger.Entry) -> RunRecord:
         fingerprint=run["fingerprint"], commit=(run.get("git") or {}).get("commit"),
         confusion=_confusion(e.path / "test" / "confusion_matrix.csv"),
         test_top1=test.get("top1") if test else None, release=tuple(run.get("release") or ()),
-        vectorial_tv=(read_json(e.path / "train" / "args.json") or {}).get("vectorial_tv"))
+        vectorial_tv=(read_json(e.path / "train" / "args.json") or {}).get("vectorial_tv"),
+        resumed=any(step.get("resumed") for step in run.get("steps", ())))
 
 
 def _row(key: str, label: str, runs: list, plain: list) -> Row:
