@@ -74,13 +74,15 @@ def _logger(path: Path):
     return log
 
 
-def dry_run(profile, jobs, states) -> None:
-    """The plan, one line per job: status, estimated minutes of the whole machine, id, first command's flags."""
+def dry_run(profile, jobs, states, runs) -> None:
+    """The plan, one line per job: status, estimated minutes of the whole machine, id, first command's flags.
+    ``runs`` are the ledger's finished runs, whose times make the estimates where a dataset has one."""
     total = {}
+    measured = runner.measured_rates(runs)
     print(f"{'status':<16} {'machine':>9}  {'job':<32} first script and its flags")
     for job in jobs:
         st, why = states[job.id]
-        est = runner.estimate_seconds(job, profile)
+        est = runner.estimate_seconds(job, profile, measured)
         if st != "done" and est is not None:
             total[job.dataset] = total.get(job.dataset, 0.0) + est
         flags = " ".join(f"--{f}" + ("" if v is True else f" {v}") for f, v in job.steps[0].flags)
@@ -90,8 +92,11 @@ def dry_run(profile, jobs, states) -> None:
     print(f"\n{len(jobs)} jobs: {counts['done']} done, {counts['pending']} pending, {counts['stale']} stale")
     if total:
         hours = sum(total.values()) / 3600
-        print("estimated wall time left, by dataset (images to train / the profile's measured images/s of the whole "
-              "machine, +10%; GANs: the profile's minutes per job): "
+        sources = ", ".join(f"{k} from {'its finished runs' if k in measured else 'the profile'}" for k in total
+                            if k != "celeba")
+        print("estimated wall time left, by dataset (images to train x seconds per image of the whole machine, "
+              "from the ledger's finished runs of the dataset (median), else the profile's measured images/s "
+              f"+10%; GANs: the profile's minutes per job; {sources}): "
               + ", ".join(f"{k} {v / 3600:.1f} h" for k, v in total.items())
               + f"; all {hours:.1f} h, {math.ceil(hours / 3)} sessions of 3 h in plan order")
 
@@ -119,9 +124,10 @@ def main(args) -> int:
                             f"--dry-run lists them")
     if not args.report_only:
         rel = release.load(profile.release) if profile.release else None
-        states = {j.id: ledger.status(j, ledger.read_entry(ledger_root, profile.name, j.id), rel) for j in jobs}
+        entries = {j.id: ledger.read_entry(ledger_root, profile.name, j.id) for j in jobs}
+        states = {j.id: ledger.status(j, entries[j.id], rel) for j in jobs}
         if args.dry_run:
-            dry_run(profile, jobs, states)
+            dry_run(profile, jobs, states, [entries[i] for i, (st, _) in states.items() if st == "done"])
             return 0
         todo = [j for j in jobs if states[j.id][0] != "done"]
         if rel:

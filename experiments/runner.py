@@ -13,6 +13,7 @@ import datetime
 import hashlib
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from .fingerprint import fingerprint
 from .plan import REPO, Job, command
 from .profiles import Profile
 
-__all__ = ["Context", "prepare_data", "sha256", "run_job", "sweep", "estimate_seconds", "release_tags", "JobFailed"]
+__all__ = ["Context", "prepare_data", "sha256", "run_job", "sweep", "estimate_seconds", "measured_rates", "release_tags", "JobFailed"]
 
 SMOKE_SIZES = {"cifar10": 8, "imagenette": 6, "flowers102": 1, "celeba": 24}
 
@@ -202,15 +203,42 @@ def release_tags(files=(), repo: Path = REPO) -> list:
         return []
 
 
-def estimate_seconds(job: Job, profile: Profile) -> Optional[float]:
-    """Rough seconds of the whole machine for a job: for training, images trained / the profile's images per
-    second of the machine, plus a tenth for evaluation and caches; for the GANs, the profile's wall minutes
-    shared by its parallel runs (None when the profile has no measurement)."""
-    rates = dict(profile.images_per_s)
-    flags = dict(job.steps[0].flags)
+def _images_trained(flags: dict) -> Optional[int]:
+    if flags.get("subset") is None or flags.get("epochs") is None:
+        return None
+    return int(flags["subset"]) * int(flags["epochs"]) * (2 if flags.get("spectral-mode") == "concat" else 1)
+
+
+def measured_rates(runs: list) -> dict:
+    """Seconds of the whole machine per trained image, by dataset, from finished runs (``run.json`` dicts):
+    the median over the runs that were not resumed of their time / the runs at once / images trained. It
+    holds what the profile's throughput leaves out (evaluation each epoch, caches, other work on the
+    machine), so it beats the profile's images/s once a dataset has a finished run."""
+    per_dataset = {}
+    for run in runs:
+        flags = dict(run["spec"]["steps"][0]["flags"])
+        images = _images_trained(flags)
+        if images is None or run.get("table") == "gan" or any(s.get("resumed") for s in run.get("steps", [])):
+            continue
+        jobs = max(1, int(run.get("layout", {}).get("jobs", 1)))
+        per_dataset.setdefault(run["dataset"], []).append(run["seconds"] / jobs / images)
+    return {name: statistics.median(v) for name, v in per_dataset.items()}
+
+
+def estimate_seconds(job: Job, profile: Profile, measured: Optional[dict] = None) -> Optional[float]:
+    """Rough seconds of the whole machine for a job. Training: images trained times the dataset's
+    ``measured`` seconds per image (``measured_rates``) where the ledger has one, else images trained /
+    the profile's images per second of the machine, plus a tenth for evaluation and caches. GANs: the
+    profile's wall minutes shared by its parallel runs (None when the profile has no measurement)."""
     if job.table == "gan":
         return 60 * profile.gan.minutes / max(1, profile.jobs) if profile.gan.minutes else None
-    if flags.get("subset") is None or flags.get("image-size") not in rates:
+    flags = dict(job.steps[0].flags)
+    images = _images_trained(flags)
+    if images is None:
         return None
-    images = flags["subset"] * flags["epochs"] * (2 if flags.get("spectral-mode") == "concat" else 1)
+    if measured and job.dataset in measured:
+        return images * measured[job.dataset]
+    rates = dict(profile.images_per_s)
+    if flags.get("image-size") not in rates:
+        return None
     return 1.1 * images / rates[flags["image-size"]]

@@ -129,6 +129,23 @@ def test_dry_run_estimates_the_hours(capsys):
     assert 15 < hours < 30
 
 
+def test_estimates_use_the_ledgers_finished_runs_where_a_dataset_has_them():
+    from experiments import runner
+    job = next(j for j in plan(PROFILES["scale2"]) if j.id == "cifar10/plain/seed0")
+    run = {"dataset": "cifar10", "table": "main", "spec": job.spec(), "layout": {"jobs": 2},
+           "steps": [{"resumed": False}]}
+    images = 25000 * 20
+    runs = [dict(run, seconds=2000.0), dict(run, seconds=3000.0), dict(run, seconds=2400.0),
+            dict(run, seconds=50.0, steps=[{"resumed": True}])]       # a resumed run timed its last attempt only
+    measured = runner.measured_rates(runs)
+    assert measured == {"cifar10": pytest.approx(2400.0 / 2 / images)}
+    assert runner.estimate_seconds(job, PROFILES["scale2"], measured) == pytest.approx(1200.0)
+    concat = next(j for j in plan(PROFILES["scale2"]) if j.id == "cifar10/concat/seed0")   # 10 epochs, twice the images
+    assert runner.estimate_seconds(concat, PROFILES["scale2"], measured) == pytest.approx(1200.0)
+    other = next(j for j in plan(PROFILES["scale2"]) if j.id == "imagenette/plain/seed0")  # no run: the profile's rate
+    assert runner.estimate_seconds(other, PROFILES["scale2"], measured) == pytest.approx(1.1 * 9000 * 15 / 300)
+
+
 def test_paper_profile_is_the_dissertation_on_a_gpu():
     prof = PROFILES["paper"]
     assert prof.device == "cuda" and prof.jobs > 1
