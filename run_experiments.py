@@ -92,8 +92,7 @@ def dry_run(profile, jobs, states, runs) -> None:
     print(f"\n{len(jobs)} jobs: {counts['done']} done, {counts['pending']} pending, {counts['stale']} stale")
     if total:
         hours = sum(total.values()) / 3600
-        sources = ", ".join(f"{k} from {'its finished runs' if k in measured else 'the profile'}" for k in total
-                            if k != "celeba")
+        sources = ", ".join(f"{k} from {'its finished runs' if k in measured else 'the profile'}" for k in total)
         print("estimated wall time left, by dataset (images to train x seconds per image of the whole machine, "
               "from the ledger's finished runs of the dataset (median), else the profile's measured images/s "
               f"+10%; GANs: the profile's minutes per job; {sources}): "
