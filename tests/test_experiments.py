@@ -625,3 +625,23 @@ def test_release_is_the_tag_whose_code_the_run_executes(tmp_path):
     assert runner.release_tags(["engine.py"], repo=tmp_path) == ["results-v9"]
     (tmp_path / "engine.py").write_text("x = 2\n")
     assert runner.release_tags(["engine.py"], repo=tmp_path) == []
+
+
+def test_device_data_keeps_whole_splits_and_the_first_images_per_class(tmp_path):
+    import zipfile
+    from experiments.device_data import slim
+    src = tmp_path / "full.zip"
+    with zipfile.ZipFile(src, "w") as z:
+        for split in ("train", "test", "extra"):
+            for cls in ("cat", "dog"):
+                z.writestr(f"{split}/{cls}/", "")
+                for i in range(4):
+                    z.writestr(f"{split}/{cls}/{i:04d}.jpg", f"{split}-{cls}-{i}".encode())
+    dst = tmp_path / "slim.zip"
+    assert slim(src, dst, {"test": None, "train": 2}) == 8 + 4
+    with zipfile.ZipFile(dst) as z:
+        names = set(z.namelist())
+        assert {n for n in names if n.startswith("train/")} == {f"train/{c}/{i:04d}.jpg" for c in ("cat", "dog")
+                                                                  for i in (0, 1)}
+        assert sum(n.startswith("test/") for n in names) == 8 and not any(n.startswith("extra/") for n in names)
+        assert z.read("test/dog/0003.jpg") == b"test-dog-3"     # byte for byte
