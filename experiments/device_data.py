@@ -14,6 +14,8 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
+import cli
+
 # archive -> {split: images kept per class (None: all)}
 KEEP = {"cifar10.zip": {"test": None, "train": 500}, "imagenette.zip": {"val": None}}
 
@@ -37,21 +39,27 @@ def slim(src: Path, dst: Path, keep: dict) -> int:
     return written
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data-root", default="../shared/data", help="folder holding the full archives")
-    p.add_argument("--output-dir", default="device_data", help="git-ignored folder that the GPU call carries")
-    args = p.parse_args()
+def get_args_parser() -> argparse.ArgumentParser:
+    p = cli.make_parser("python -m experiments.device_data", __doc__.split("\n")[0])
+    p.add_argument("--data-root", default="../shared/data", metavar="DIR",
+                   help=f"folder holding the full archives {', '.join(KEEP)}")
+    p.add_argument("--output-dir", default="device_data", metavar="DIR",
+                   help="git-ignored folder that the GPU call carries")
+    return p
+
+
+def main(args) -> None:
     out = Path(args.output_dir)
+    for archive in KEEP:
+        if not (Path(args.data_root) / archive).is_file():
+            raise cli.UserError(f"{Path(args.data_root) / archive}: no such archive; pass --data-root the folder "
+                                f"that holds {' and '.join(KEEP)}")
     out.mkdir(parents=True, exist_ok=True)
     for archive, keep in KEEP.items():
-        src = Path(args.data_root) / archive
-        if not src.is_file():
-            raise SystemExit(f"{src}: no such archive; pass --data-root the folder that holds {', '.join(KEEP)}")
-        n = slim(src, out / archive, keep)
+        n = slim(Path(args.data_root) / archive, out / archive, keep)
         size = (out / archive).stat().st_size / 2 ** 20
         print(f"{out / archive}: {n} images of {', '.join(keep)}, {size:.1f} MiB")
 
 
 if __name__ == "__main__":
-    main()
+    cli.run(main, get_args_parser())

@@ -645,3 +645,13 @@ def test_device_data_keeps_whole_splits_and_the_first_images_per_class(tmp_path)
                                                                   for i in (0, 1)}
         assert sum(n.startswith("test/") for n in names) == 8 and not any(n.startswith("extra/") for n in names)
         assert z.read("test/dog/0003.jpg") == b"test-dog-3"     # byte for byte
+
+
+def test_device_data_names_a_missing_archive(tmp_path):
+    from experiments import device_data
+    from errors import UserError
+    args = device_data.get_args_parser().parse_args(["--data-root", str(tmp_path), "--output-dir", str(tmp_path / "o")])
+    with pytest.raises(UserError, match=r"cifar10\.zip: no such archive; pass --data-root the folder that holds "
+                                        r"cifar10\.zip and imagenette\.zip"):
+        device_data.main(args)
+    assert not (tmp_path / "o").exists()       # nothing half-written
