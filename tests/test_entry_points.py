@@ -23,7 +23,8 @@ import cli  # noqa: E402
 SCRIPTS = ("train_pt.py", "train_pt_aug.py", "test_pt.py", "train_flowers102.py", "train_aug_flowers102.py",
            "test_flowers102.py", "train_imagenette.py", "train_aug_imagenette.py", "test_imagenette.py", "gan.py",
            "gan_test.py", "bench_pock.py", "run_experiments.py")
-MODULES = ("experiments.throughput", "experiments.unsharp_match", "experiments.seeds", "experiments.examples")
+MODULES = ("experiments.throughput", "experiments.unsharp_match", "experiments.seeds", "experiments.examples",
+           "experiments.device_data")
 README = ROOT / "README.md"
 FLAGS_START, FLAGS_END = "<!-- flags:start -->", "<!-- flags:end -->"
 
