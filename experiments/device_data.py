@@ -49,14 +49,14 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def main(args) -> None:
-    out = Path(args.output_dir)
+    root, out = Path(args.data_root), Path(args.output_dir)
     for archive in KEEP:
-        if not (Path(args.data_root) / archive).is_file():
-            raise cli.UserError(f"{Path(args.data_root) / archive}: no such archive; pass --data-root the folder "
+        if not (root / archive).is_file():
+            raise cli.UserError(f"{root / archive}: no such archive; pass --data-root the folder "
                                 f"that holds {' and '.join(KEEP)}")
     out.mkdir(parents=True, exist_ok=True)
     for archive, keep in KEEP.items():
-        n = slim(Path(args.data_root) / archive, out / archive, keep)
+        n = slim(root / archive, out / archive, keep)
         size = (out / archive).stat().st_size / 2 ** 20
         print(f"{out / archive}: {n} images of {', '.join(keep)}, {size:.1f} MiB")
 
