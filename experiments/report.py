@@ -508,7 +508,8 @@ def answer(d: DatasetSummary) -> str:
                 f"(95% CI [{100 * b.comparison.low:+.1f}, {100 * b.comparison.high:+.1f}]): **{b.verdict}**")
     ctl = d.control
     if ctl is not None and not (ctl.significant and ctl.diff > 0):
-        out += "; crop+flip shows no significant gain at this budget, so the budget itself may be blind"
+        out += (f"; crop+flip's gain ({100 * ctl.diff:+.1f} points) is not significant at this budget, so it is not "
+                "shown that the budget can detect an augmentation effect")
     return out + "."
 
 
