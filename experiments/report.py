@@ -256,9 +256,10 @@ def verdict_line(c: Optional[Contrast], what: str) -> str:
             f"{_p(k.p)}): **{c.verdict}**{power}.")
 
 
-def _control_shown(k: Comparison) -> bool:
-    """Whether the positive control shows that this budget can detect an augmentation effect."""
-    return k.significant and k.diff > 0
+def _control_shown(c: Contrast) -> bool:
+    """Whether the positive control shows that this budget can detect an augmentation effect: its generated
+    verdict (:func:`stats.verdict`) is "helps"."""
+    return c.verdict == "helps"
 
 
 def _control_sentence(d: DatasetSummary) -> str:
@@ -268,7 +269,7 @@ def _control_sentence(d: DatasetSummary) -> str:
                 "not yet known whether this budget can show an augmentation effect.")
     k = c.comparison
     line = verdict_line(c, "Positive control, crop+flip - plain")
-    if _control_shown(k):
+    if _control_shown(c):
         return line + f" An effect of {100 * k.diff:+.1f} points is detectable at this budget."
     # The spectral CI still bounds the spectral effect; what is missing is evidence that this budget can show any
     # augmentation effect at all, so the sentence says that rather than dismissing the null result.
@@ -511,10 +512,10 @@ def answer(d: DatasetSummary) -> str:
     if b is not None and b.comparison is not None:
         out += (f"; against the unsharp mask of the same perturbation size {100 * b.comparison.diff:+.1f} points "
                 f"(95% CI [{100 * b.comparison.low:+.1f}, {100 * b.comparison.high:+.1f}]): **{b.verdict}**")
-    ctl = d.control
-    if ctl is not None and not _control_shown(ctl):
-        out += (f"; crop+flip's gain ({100 * ctl.diff:+.1f} points) is not significant at this budget, so it is not "
-                "shown that the budget can detect an augmentation effect")
+    ctl = d.contrasts.get("control")
+    if ctl is not None and ctl.comparison is not None and not _control_shown(ctl):
+        out += (f"; crop+flip's gain ({100 * ctl.comparison.diff:+.1f} points) is not significant at this budget, "
+                "so it is not shown that the budget can detect an augmentation effect")
     return out + "."
 
 

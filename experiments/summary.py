@@ -119,18 +119,6 @@ class DatasetSummary:
     long: tuple = ()                   # Rows of crop+flip and both at long_epochs
     long_contrast: Optional[Contrast] = None
 
-    @property
-    def control(self) -> Optional[Comparison]:
-        """crop+flip - plain."""
-        c = self.contrasts.get("control")
-        return c.comparison if c else None
-
-    @property
-    def spectral(self) -> Optional[Comparison]:
-        """spectral - plain."""
-        c = self.contrasts.get("spectral")
-        return c.comparison if c else None
-
 
 @dataclass(frozen=True)
 class GanSummary:
