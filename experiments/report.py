@@ -262,6 +262,11 @@ def _control_shown(c: Contrast) -> bool:
     return c.verdict == "helps"
 
 
+# Said when crop+flip - plain is not "helps": either no significant difference or a significant loss.
+_CONTROL_NOT_SHOWN = "is not a significant gain at this budget, so it is not shown that the budget can detect an " \
+                     "augmentation effect"
+
+
 def _control_sentence(d: DatasetSummary) -> str:
     c = d.contrasts.get("control")
     if c is None or c.comparison is None:
@@ -273,8 +278,7 @@ def _control_sentence(d: DatasetSummary) -> str:
         return line + f" An effect of {100 * k.diff:+.1f} points is detectable at this budget."
     # The spectral CI still bounds the spectral effect; what is missing is evidence that this budget can show any
     # augmentation effect at all, so the sentence says that rather than dismissing the null result.
-    return line + (" Crop+flip's gain is not significant here, so it is not shown that this budget can detect an "
-                   "augmentation effect; a null spectral result is bounded only by its own CI.")
+    return line + f" Crop+flip {_CONTROL_NOT_SHOWN}; a null spectral result is bounded only by its own CI."
 
 
 def _verdicts(d: DatasetSummary) -> list:
@@ -514,8 +518,7 @@ def answer(d: DatasetSummary) -> str:
                 f"(95% CI [{100 * b.comparison.low:+.1f}, {100 * b.comparison.high:+.1f}]): **{b.verdict}**")
     ctl = d.contrasts.get("control")
     if ctl is not None and ctl.comparison is not None and not _control_shown(ctl):
-        out += (f"; crop+flip's gain ({100 * ctl.comparison.diff:+.1f} points) is not significant at this budget, "
-                "so it is not shown that the budget can detect an augmentation effect")
+        out += f"; crop+flip ({100 * ctl.comparison.diff:+.1f} points) {_CONTROL_NOT_SHOWN}"
     return out + "."
 
 
