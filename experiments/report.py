@@ -296,6 +296,12 @@ def _still_learning(row: Optional[Row]) -> str:
     return f"{last} of {len(row.runs)} {row.label} seeds reach their best test accuracy at the last epoch"
 
 
+def _still_learning_both(rows: dict) -> str:
+    """The sentence of :func:`_still_learning` for crop+flip and for both, leaving out a row with no runs yet."""
+    parts = [p for p in (_still_learning(rows.get("cropflip")), _still_learning(rows.get("both"))) if p]
+    return " " + "; ".join(parts) + "." if parts else ""
+
+
 def _lower_or_slower(d: DatasetSummary) -> list:
     both = d.contrasts.get("both")
     if both is None:
@@ -304,13 +310,13 @@ def _lower_or_slower(d: DatasetSummary) -> list:
     rows = {r.key: r for r in d.main}
     out = ["### Lower or slower? spectral + crop+flip against crop+flip", "",
            f"- at {f['epochs']} epochs: " + verdict_line(both, "spectral + crop+flip - crop+flip")
-           + f" {_still_learning(rows.get('cropflip'))}; {_still_learning(rows.get('both'))}."]
+           + _still_learning_both(rows)]
     if not d.long:
         return out + ["", "Not yet run at more epochs, so it is open whether the combination is lower or slower.", ""]
     lrows = {r.key: r for r in d.long}
     e2 = d.plan.long_epochs
     out += [f"- at {e2} epochs: " + verdict_line(d.long_contrast, "spectral + crop+flip - crop+flip")
-            + f" {_still_learning(lrows.get('cropflip'))}; {_still_learning(lrows.get('both'))}.", ""]
+            + _still_learning_both(lrows), ""]
     out += [f"| condition | seeds | epochs | test accuracy, last {LAST_K} epochs (all of a shorter run) % | "
             f"final epoch % |",
             "|---|---:|---:|---:|---:|"]

@@ -427,6 +427,16 @@ def test_stale_runs_stay_out_of_the_tables(tmp_path):
     assert "| `cifar10/cropflip/seed1` | stale | code |" in md and "| crop+flip | 1 |" in md
 
 
+def test_lower_or_slower_with_one_long_row_names_only_the_runs_there_are(tmp_path):
+    # Mid-sweep: crop+flip has a run at the longer budget, spectral + crop+flip none yet.
+    led = _as_current(tmp_path / "ledger")
+    shutil.rmtree(led / "smoke" / "cifar10" / "both-3ep")
+    md = report.render(summary.summarize(PROFILES["smoke"], led), {})
+    line = next(x for x in md.splitlines() if x.startswith("- at 3 epochs: spectral + crop+flip"))
+    assert "no answer yet" in line and "; ." not in line and "spectral + crop+flip seeds" not in line
+    assert re.search(r"\d of 2 crop\+flip seeds reach their best test accuracy at the last epoch\.$", line)
+
+
 def test_gan_figure_is_kept_without_metadata_and_linked_from_the_report(tmp_path):
     from PIL import Image, PngImagePlugin
     out = tmp_path / "out"
