@@ -97,7 +97,7 @@ def dry_run(profile, jobs, states, runs) -> None:
               "from the ledger's finished runs of the dataset (median), else the profile's measured images/s "
               f"+10%; GANs: the profile's minutes per job; {sources}): "
               + ", ".join(f"{k} {v / 3600:.1f} h" for k, v in total.items())
-              + f"; all {hours:.1f} h, {math.ceil(hours / 3)} sessions of 3 h in plan order")
+              + f"; all {hours:.1f} h, {math.ceil(hours / 3)} session(s) of 3 h in plan order")
 
 
 def _defaults(args, profile) -> None:
@@ -126,7 +126,12 @@ def main(args) -> int:
         entries = {j.id: ledger.read_entry(ledger_root, profile.name, j.id) for j in jobs}
         states = {j.id: ledger.status(j, entries[j.id], rel) for j in jobs}
         if args.dry_run:
-            dry_run(profile, jobs, states, [entries[i] for i, (st, _) in states.items() if st == "done"])
+            # Times come from every finished run of the profile, not only the selected ones: a selection of
+            # pending jobs would otherwise fall back to the profile's rough images/s.
+            every = {j.id: (j, entries.get(j.id) or ledger.read_entry(ledger_root, profile.name, j.id))
+                     for j in plan.plan(profile)}
+            finished = [e for j, e in every.values() if ledger.status(j, e, rel)[0] == "done"]
+            dry_run(profile, jobs, states, finished)
             return 0
         todo = [j for j in jobs if states[j.id][0] != "done"]
         if rel:

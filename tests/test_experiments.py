@@ -125,8 +125,22 @@ def test_dry_run_estimates_the_hours(capsys):
         ["--profile", "scale2", "--dry-run", "--ledger-dir", "/nonexistent"])) == 0
     out = capsys.readouterr().out
     assert "124 jobs: 0 done, 124 pending" in out
-    hours = float(re.search(r"; all ([\d.]+) h, (\d+) sessions of 3 h", out).group(1))
+    hours = float(re.search(r"; all ([\d.]+) h, (\d+) session\(s\) of 3 h", out).group(1))
     assert 15 < hours < 30
+
+
+def test_dry_run_of_a_selection_times_it_with_the_datasets_other_finished_runs(capsys):
+    # The committed ledger has finished 30-epoch Flowers102 runs; a selection of pending 60-epoch runs is
+    # timed with them, exactly as in the whole plan, not with the profile's images/s.
+    def minutes(extra):
+        assert run_experiments.main(run_experiments.get_args_parser().parse_args(
+            ["--profile", "scale2", "--dry-run"] + extra)) == 0
+        out = capsys.readouterr().out
+        return out, {job: m for m, job in re.findall(r"~\s*(\d+) min  (flowers102/\S+-60ep/seed\d)", out)}
+    _, every = minutes([])
+    selected_out, selected = minutes(["--only", "flowers102/*60ep*"])
+    assert selected and selected == {k: v for k, v in every.items() if k in selected}
+    assert "flowers102 from its finished runs" in selected_out
 
 
 def test_estimates_use_the_ledgers_finished_runs_where_a_dataset_has_them():
