@@ -117,7 +117,8 @@ def main(args) -> int:
     ledger_root = Path(args.ledger_dir)
     if args.commit and not ledger_root.resolve().is_relative_to(ROOT):
         raise cli.UserError(f"--commit needs the ledger inside this repository, not {args.ledger_dir}")
-    jobs = plan.select(plan.plan(profile), args.only)
+    planned = plan.plan(profile)
+    jobs = plan.select(planned, args.only)
     if args.only and not jobs:
         raise cli.UserError(f"--only {' '.join(args.only)} matches no job of the {profile.name} profile; "
                             f"--dry-run lists them")
@@ -128,9 +129,12 @@ def main(args) -> int:
         if args.dry_run:
             # Times come from every finished run of the profile, not only the selected ones: a selection of
             # pending jobs would otherwise fall back to the profile's rough images/s.
-            every = {j.id: (j, entries.get(j.id) or ledger.read_entry(ledger_root, profile.name, j.id))
-                     for j in plan.plan(profile)}
-            finished = [e for j, e in every.values() if ledger.status(j, e, rel)[0] == "done"]
+            finished = [entries[i] for i, (st, _) in states.items() if st == "done"]
+            for job in planned:
+                if job.id not in entries:
+                    entry = ledger.read_entry(ledger_root, profile.name, job.id)
+                    if ledger.status(job, entry, rel)[0] == "done":
+                        finished.append(entry)
             dry_run(profile, jobs, states, finished)
             return 0
         todo = [j for j in jobs if states[j.id][0] != "done"]
