@@ -129,12 +129,7 @@ def main(args) -> int:
         if args.dry_run:
             # Times come from every finished run of the profile, not only the selected ones: a selection of
             # pending jobs would otherwise fall back to the profile's rough images/s.
-            finished = [entries[i] for i, (st, _) in states.items() if st == "done"]
-            for job in planned:
-                if job.id not in entries:
-                    entry = ledger.read_entry(ledger_root, profile.name, job.id)
-                    if ledger.status(job, entry, rel)[0] == "done":
-                        finished.append(entry)
+            finished = [e.run for e in ledger.read_all(ledger_root, profile.name, planned, rel) if e.status == "current"]
             dry_run(profile, jobs, states, finished)
             return 0
         todo = [j for j in jobs if states[j.id][0] != "done"]
