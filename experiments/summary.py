@@ -282,7 +282,8 @@ def _wall_seconds(runs: list) -> float:
 
 def _layout(lay: dict) -> str:
     threads = lay.get("threads")
-    return (f"{lay.get('jobs')} runs at once × {threads or 'default'} thread{'' if threads == 1 else 's'} "
+    jobs = lay.get("jobs")
+    return (f"{jobs} run{'' if jobs == 1 else 's'} at once × {threads or 'default'} thread{'' if threads == 1 else 's'} "
             f"on {lay.get('device')}")
 
 

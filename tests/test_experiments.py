@@ -129,17 +129,22 @@ def test_dry_run_estimates_the_hours(capsys):
     assert 15 < hours < 30
 
 
-def test_dry_run_of_a_selection_times_it_with_the_datasets_other_finished_runs(capsys):
-    # The committed ledger has finished 30-epoch Flowers102 runs; a selection of pending 60-epoch runs is
-    # timed with them, exactly as in the whole plan, not with the profile's images/s.
+def test_dry_run_of_a_selection_times_it_with_the_datasets_other_finished_runs(capsys, tmp_path):
+    # A ledger holding the committed 30-epoch Flowers102 runs but none at 60 epochs: a selection of the
+    # pending 60-epoch runs is timed with those finished runs, exactly as in the whole plan, not with the
+    # profile's images/s.
+    committed = ROOT / "results" / "runs" / "scale2" / "flowers102"
+    shutil.copytree(committed, tmp_path / "scale2" / "flowers102",
+                    ignore=lambda folder, names: [n for n in names if n.endswith("-60ep")])
+
     def minutes(extra):
         assert run_experiments.main(run_experiments.get_args_parser().parse_args(
-            ["--profile", "scale2", "--dry-run"] + extra)) == 0
+            ["--profile", "scale2", "--dry-run", "--ledger-dir", str(tmp_path)] + extra)) == 0
         out = capsys.readouterr().out
         return out, {job: m for m, job in re.findall(r"~\s*(\d+) min  (flowers102/\S+-60ep/seed\d)", out)}
     _, every = minutes([])
     selected_out, selected = minutes(["--only", "flowers102/*60ep*"])
-    assert selected and selected == {k: v for k, v in every.items() if k in selected}
+    assert len(selected) == 6 and selected == {k: v for k, v in every.items() if k in selected}
     assert "flowers102 from its finished runs" in selected_out
 
 
@@ -679,3 +684,9 @@ def test_device_data_names_a_missing_archive(tmp_path):
                                         r"cifar10\.zip and imagenette\.zip"):
         device_data.main(args)
     assert not (tmp_path / "o").exists()       # nothing half-written
+
+
+def test_provenance_names_each_layout_in_correct_number():
+    # The sweep ran some jobs alone with two threads and some three at once; the report must say so plainly.
+    assert summary._layout({"jobs": 1, "threads": 2, "device": "cpu"}) == "1 run at once × 2 threads on cpu"
+    assert summary._layout({"jobs": 3, "threads": 1, "device": "cpu"}) == "3 runs at once × 1 thread on cpu"
