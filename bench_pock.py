@@ -36,12 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import cli
-import data
-import io_utils
-import pock
+from toolkit import cli, data, io_utils
 import pock_cpu
-from training import resolve_device
+import pock
+from toolkit.training import resolve_device
 
 ROOT = Path(__file__).resolve().parent
 # Gap per pixel of the first step of the float64 reference decompositions, by image size: band errors

@@ -36,9 +36,9 @@ Example::
 
     python gan.py --mode joint --data-dir ../shared/data/celeba.zip --epochs 5 --output-dir runs/gan_joint
 """
-import cli
-from generate import get_train_parser
-from generate import train as main
+from toolkit import cli
+from toolkit.gan_driver import get_train_parser
+from toolkit.gan_driver import train as main
 
 
 def get_args_parser():

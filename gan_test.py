@@ -31,9 +31,9 @@ Example::
 
     python gan_test.py --run runs/gan_plain --run runs/gan_components --run runs/gan_joint --n-real 1000
 """
-import cli
-from generate import get_test_parser
-from generate import test as main
+from toolkit import cli
+from toolkit.gan_driver import get_test_parser
+from toolkit.gan_driver import test as main
 
 
 def get_args_parser():

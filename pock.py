@@ -1171,7 +1171,7 @@ def spectral_augment(f: torch.Tensor, bands: Sequence[int] = (1, 2), gains=(3, 5
     ``max(bands) + 1`` flow steps these bands need are computed.
 
     For training, decompose once and cache the bands, then call :func:`random_gains` and
-    :func:`amplify_bands` per batch (see ``bandcache.py``).
+    :func:`amplify_bands` per batch (see ``toolkit/bandcache.py``).
     """
     f4, restore = _as_batch(f, "f")
     bands = _check_bands(bands)

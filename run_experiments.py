@@ -25,7 +25,7 @@ import sys
 import threading
 from pathlib import Path
 
-import cli
+from toolkit import cli
 from experiments import ledger, plan, release, report, runner, summary
 from experiments.profiles import PROFILES
 from experiments.report import README_END, README_START, update_readme  # noqa: F401  (the README's test uses them)

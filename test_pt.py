@@ -2,9 +2,9 @@
 
     python test_pt.py --checkpoint runs/cifar10/checkpoint.pt --data-dir ../shared/data/cifar10.zip
 """
-import cli
-from classify import get_test_parser
-from classify import test as main
+from toolkit import cli
+from toolkit.classify import get_test_parser
+from toolkit.classify import test as main
 
 
 def get_args_parser():

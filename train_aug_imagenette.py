@@ -2,9 +2,9 @@
 
     python train_aug_imagenette.py --data-dir ../shared/data/imagenette.zip --output-dir runs/imagenette-aug
 """
-import cli
-from classify import get_train_parser
-from classify import train as main
+from toolkit import cli
+from toolkit.classify import get_train_parser
+from toolkit.classify import train as main
 
 
 def get_args_parser():

@@ -6,9 +6,9 @@ from its flowers102_splits.csv:
 
     python train_flowers102.py --data-dir ../shared/data/flowers102.zip --output-dir runs/flowers
 """
-import cli
-from classify import get_train_parser
-from classify import train as main
+from toolkit import cli
+from toolkit.classify import get_train_parser
+from toolkit.classify import train as main
 
 
 def get_args_parser():

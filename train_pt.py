@@ -3,11 +3,11 @@
     python train_pt.py --data-dir ../shared/data/cifar10.zip --output-dir runs/cifar10
     python test_pt.py --checkpoint runs/cifar10/checkpoint.pt --data-dir ../shared/data/cifar10.zip
 
-``python train_pt.py --help`` lists every flag; the defaults are the ``"cifar10"`` entry of configs.py.
+``python train_pt.py --help`` lists every flag; the defaults are the ``"cifar10"`` entry of toolkit/configs.py.
 """
-import cli
-from classify import get_train_parser
-from classify import train as main
+from toolkit import cli
+from toolkit.classify import get_train_parser
+from toolkit.classify import train as main
 
 
 def get_args_parser():

@@ -5,9 +5,9 @@ are decomposed once and cached (``--cache-dir``), ``--no-cache`` decomposes ever
 
     python train_pt_aug.py --data-dir ../shared/data/cifar10.zip --output-dir runs/cifar10-aug
 """
-import cli
-from classify import get_train_parser
-from classify import train as main
+from toolkit import cli
+from toolkit.classify import get_train_parser
+from toolkit.classify import train as main
 
 
 def get_args_parser():

@@ -1,8 +1,10 @@
 """The experiment sweep behind ``run_experiments.py``, one module per job.
 
+It builds on the library (:mod:`toolkit`; the staleness hash of a run's code is
+:mod:`toolkit.fingerprint`) and nothing in the library imports it.
+
 * :mod:`experiments.profiles` — what a sweep trains: datasets, budgets, conditions, seeds;
 * :mod:`experiments.plan` — a profile turned into an ordered list of runs, each with its command;
-* :mod:`experiments.fingerprint` — the hash of the code a run executes (staleness);
 * :mod:`experiments.ledger` — the committed record of finished runs under ``results/runs/``;
 * :mod:`experiments.runner` — runs what the ledger lacks, ``--jobs`` at a time, and records it;
 * :mod:`experiments.stats` — the primary metric, mean ± std, Welch's t-test, power and verdicts;

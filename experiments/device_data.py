@@ -14,7 +14,7 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
-import cli
+from toolkit import cli
 
 # archive -> {split: images kept per class (None: all)}
 KEEP = {"cifar10.zip": {"test": None, "train": 500}, "imagenette.zip": {"val": None}}

@@ -19,11 +19,9 @@ from pathlib import Path
 
 import torch
 
-import cli
-import data
 import pock
-import unsharp
-from io_utils import atomic_write_bytes
+from toolkit import cli, data, unsharp
+from toolkit.io_utils import atomic_write_bytes
 
 from .profiles import MATCHING
 from .unsharp_match import SIZES

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
-from io_utils import atomic_write_bytes
-from plots import confusion_colorbar, draw_confusion
+from toolkit.io_utils import atomic_write_bytes
+from toolkit.plots import confusion_colorbar, draw_confusion
 
 from .profiles import CONDITIONS, LABELS
 from .stats import LAST_K

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from io_utils import read_json, write_json
+from toolkit.fingerprint import fingerprint
+from toolkit.io_utils import read_json, write_json
 
-from .fingerprint import fingerprint
 from .plan import REPO, Job
 from .release import release_fingerprint
 

@@ -120,10 +120,10 @@ def _gan_jobs(profile: Profile) -> list:
     g = profile.gan
     names = [(m, m, ()) for m in g.modes]
     if g.matched_plain and "components" in g.modes:
-        import gan_lib
+        from toolkit import gan_common
         flags = dict(g.flags)
-        stages = gan_lib.stage_names("components", int(flags.get("states", 3)), flags.get("stage-order", "dissertation"))
-        budget = gan_lib.stage_budgets(flags.get("max-steps"), len(stages))[stages.index(gan_lib.main_stage("components"))]
+        stages = gan_common.stage_names("components", int(flags.get("states", 3)), flags.get("stage-order", "dissertation"))
+        budget = gan_common.stage_budgets(flags.get("max-steps"), len(stages))[stages.index(gan_common.main_stage("components"))]
         names.append(("plain-matched", "plain", (("max-steps", budget),)))
     jobs = []
     for seed in g.seeds:

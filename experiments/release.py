@@ -4,8 +4,8 @@ A profile with ``release="results-v2"`` judges its ledger against the manifest
 ``results/releases/results-v2.json`` instead of the working tree: a run is current when the code it
 executed is the release's, whatever the checkout holds now. The manifest is made once from the tag
 (``python -m experiments.release results-v2``) and committed: the syntax digest
-(:func:`experiments.fingerprint.text_digest`) and the repository imports of every top-level Python
-file at the tagged commit. Fingerprints computed from it equal those the runs recorded when they ran
+(:func:`toolkit.fingerprint.text_digest`) and the repository imports of every Python file at the
+tagged commit (the tests aside). Fingerprints computed from it equal those the runs recorded when they ran
 from a worktree of the tag, and no git call is needed to check them, so a clone without the tags
 (or a shallow one) reaches the same verdicts.
 
@@ -22,10 +22,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from errors import UserError
-from io_utils import read_json, write_json
+from toolkit.errors import UserError
+from toolkit.fingerprint import ROOT, combine, fingerprint, imported_files, text_digest
+from toolkit.io_utils import read_json, write_json
 
-from .fingerprint import ROOT, combine, fingerprint, imports, text_digest
 from .plan import REPO
 
 __all__ = ["MANIFESTS", "manifest_path", "manifest", "make", "load", "release_fingerprint", "differences"]
@@ -40,25 +40,25 @@ def manifest_path(tag: str, root: Path = MANIFESTS) -> Path:
 def manifest(tag: str, commit: str, sources: dict) -> dict:
     """The manifest of the files ``{name: source text}`` of a top-level checkout at ``commit``:
     ``{"tag", "commit", "files": {name: {"digest", "imports"}}}``, ``imports`` being the files among
-    ``sources`` that a file imports (inside functions too), as :func:`experiments.fingerprint.code_files`
+    ``sources`` that a file imports (inside functions too), as :func:`toolkit.fingerprint.code_files`
     follows them."""
     files = {}
     for name, source in sorted(sources.items()):
-        mods = imports(ast.parse(source, filename=name))
-        files[name] = {"digest": text_digest(source),
-                       "imports": sorted(f"{m}.py" for m in mods if f"{m}.py" in sources and f"{m}.py" != name)}
+        found = imported_files(ast.parse(source, filename=name), name, sources.__contains__)
+        files[name] = {"digest": text_digest(source), "imports": sorted(found)}
     return {"tag": tag, "commit": commit, "files": files}
 
 
 def make(tag: str, repo: Path = REPO) -> dict:
-    """The manifest of the git tag ``tag``: every top-level Python file of its commit."""
+    """The manifest of the git tag ``tag``: every Python file of its commit but the tests."""
     def git(*args) -> str:
         p = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=60)
         if p.returncode:
             raise UserError(f"git {' '.join(args)}: {p.stderr.strip()}")
         return p.stdout
     commit = git("rev-parse", "--verify", "--quiet", f"{tag}^{{commit}}").strip()
-    names = [n for n in git("ls-tree", "--name-only", commit).split() if n.endswith(".py")]
+    names = [n for n in git("ls-tree", "-r", "--name-only", commit).split()
+             if n.endswith(".py") and not n.startswith("tests/")]
     return manifest(tag, commit, {n: git("show", f"{commit}:{n}") for n in names})
 
 
@@ -74,7 +74,7 @@ def load(tag: str, root: Path = MANIFESTS) -> dict:
 
 def release_fingerprint(scripts, manifest: dict) -> tuple:
     """``(sha256 hex, {file: digest})`` of the code ``scripts`` execute at the release, as
-    :func:`experiments.fingerprint.fingerprint` computes it on a checkout of the tag."""
+    :func:`toolkit.fingerprint.fingerprint` computes it on a checkout of the tag."""
     known = manifest["files"]
     seen, todo = set(), list(scripts)
     while todo:

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from io_utils import atomic_write_text, read_json
+from toolkit.io_utils import atomic_write_text, read_json
 
 from . import figures
 from .plan import REPO
@@ -137,7 +137,7 @@ def _matching(s: Summary) -> list:
                     f"{m['sigma']:g} | [{e['amount'][0]:g}, {e['amount'][1]:g}) | {e['spectral_norm']:.2f} | "
                     f"{e['unsharp_norm']:.2f} | {e['spectral_rms_per_pixel']:.3f} |")
     out = ["**The matched control.** `unsharp` replaces an image, with the spectral condition's probability 0.5, by "
-           "the linear unsharp mask w = f + a (f - G_s * f) (`unsharp.py`), a drawn uniformly per image. Its Gaussian "
+           "the linear unsharp mask w = f + a (f - G_s * f) (`toolkit/unsharp.py`), a drawn uniformly per image. Its Gaussian "
            "width s is fixed and its range of a has the ratio of the gains' range (5/3); the range is chosen so that "
            "the mean perturbation size per augmented image, E||w - f||₂ on the [-1, 1] scale the network sees, equals "
            "the spectral augmentation's (bands 1-2, gains {3, 4}, λ = 7, averaged over the four gain pairs), measured "
@@ -209,11 +209,11 @@ def _provenance(s: Summary) -> list:
         tag = s.profile.release
         code = (f"- code: every run in the tables executed the code of release `{tag}` (commit "
                 f"`{s.release_commit[:12]}`): the fingerprint of the files it ran (their syntax without comments and "
-                f"docstrings, `experiments/fingerprint.py`) matches the release's (`results/releases/{tag}.json`), "
+                f"docstrings, `toolkit/fingerprint.py`) matches the release's (`results/releases/{tag}.json`), "
                 f"so later work on main leaves them current; the runs started from commit ")
     else:
         code = ("- code: every run in the tables executed the code as it is now: the fingerprint of the files it ran "
-                "(their syntax without comments and docstrings, `experiments/fingerprint.py`) matches them; the runs "
+                "(their syntax without comments and docstrings, `toolkit/fingerprint.py`) matches them; the runs "
                 "started from commit ")
     out.append(code + " to ".join(f"`{c[:10]}`" for c in s.commits))
     current = [r for r in s.runs if r.status == "current"]

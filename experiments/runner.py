@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from errors import UserError
-import io_utils
-from io_utils import git_state, read_json, write_json
+from toolkit import io_utils
+from toolkit.errors import UserError
+from toolkit.fingerprint import fingerprint
+from toolkit.io_utils import git_state, read_json, write_json
 
 from . import ledger
-from .fingerprint import fingerprint
 from .plan import REPO, Job, command
 from .profiles import Profile
 

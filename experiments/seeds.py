@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import cli
+from toolkit import cli
 
 from . import ledger, summary
 from .profiles import PROFILES

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from io_utils import read_json
+from toolkit.io_utils import read_json
 
 from . import ledger, release
 from .plan import Job, plan

@@ -28,8 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-import cli
-import io_utils
+from toolkit import cli, io_utils
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +37,7 @@ def _worker(batch: int, size: int, threads: int, start_at: float, seconds: float
     import torch
     import torch.nn.functional as F
     sys.path.insert(0, str(ROOT))
-    from models import make_classifier
+    from toolkit.models import make_classifier
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = make_classifier("resnet18", num_classes=10, in_channels=1, hidden=(256, 128), dropout=0.5)

@@ -2,7 +2,7 @@
 
 The spectral condition replaces an image ``f`` by ``w = f + (k_1 - 1) phi_1 + (k_2 - 1) phi_2`` (bands 1-2
 of the TV flow at ``lam``, integer gains k in {3, 4} per band and image). The control replaces it by
-``w = f + a (f - G_s * f)`` (``unsharp.py``). For each dataset, on ``--images`` training images at the
+``w = f + a (f - G_s * f)`` (``toolkit/unsharp.py``). For each dataset, on ``--images`` training images at the
 sweep's image size (grayscale, the [-1, 1] scale the networks see), this measures
 
 * the spectral perturbation's mean L2 norm per augmented image, ``E_f E_k ||w - f||``, exactly over the
@@ -30,12 +30,10 @@ from typing import Optional
 
 import torch
 
-import cli
-import data
 import pock
-import unsharp
-from configs import CONFIGS
-from io_utils import write_json
+from toolkit import cli, data, unsharp
+from toolkit.configs import CONFIGS
+from toolkit.io_utils import write_json
 
 __all__ = ["measure", "get_args_parser", "main", "SIZES", "GAINS"]
 

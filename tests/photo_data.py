@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data import CLASS_NAMES, SPLITS_CSV
-from io_utils import atomic_write
+from toolkit.data import CLASS_NAMES, SPLITS_CSV
+from toolkit.io_utils import atomic_write
 
 __all__ = ["make_test_dataset"]
 

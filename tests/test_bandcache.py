@@ -1,4 +1,4 @@
-"""bandcache.py: cached bands equal pock's, the cache is hit, keyed, rebuilt and resumable."""
+"""toolkit/bandcache.py: cached bands equal pock's, the cache is hit, keyed, rebuilt and resumable."""
 
 import json
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import bandcache
 import pock
-from data import load_images, to_unit_range
+from toolkit import bandcache
+from toolkit.data import load_images, to_unit_range
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

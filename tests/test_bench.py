@@ -5,8 +5,7 @@ import shutil
 import pytest
 
 import bench_pock
-import cli
-import io_utils
+from toolkit import cli, io_utils
 
 
 @pytest.fixture(scope="module")

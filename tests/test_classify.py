@@ -12,12 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-import checkpoints
-import classify
-import cli
 import pock
-import training
-from configs import CONFIGS
+from toolkit import checkpoints, classify, cli, training
+from toolkit.configs import CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -175,7 +172,7 @@ def _augmenter_args(mode, **kw):
 
 def test_cached_augmentation_equals_on_the_fly(tiny_data):
     """amplify_bands on cached float32 bands == spectral_augment on the batch, for the same gains."""
-    from data import load_images, to_unit_range
+    from toolkit.data import load_images, to_unit_range
     imgs = load_images("cifar10", "train", data_dir=tiny_data["cifar10"], image_size=16, subset=6,
                        cache_dir=None, progress=False).images
     x = to_unit_range(imgs)
@@ -237,6 +234,15 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
                        cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "bad.pt: not a readable" in p.stderr
 
+
+
+def test_damaged_checkpoint_error_keeps_its_cause_in_one_line(tmp_path):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(checkpoints.CheckpointError) as e:
+        checkpoints.load(bad, "classifier", "a train script")
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"{bad}: not a readable PyTorch checkpoint (")
+    assert e.value.__cause__ is not None        # the reader's own exception, for whoever debugs it
 
 def _exit_message(capsys, name, argv) -> str:
     ns = script(name)

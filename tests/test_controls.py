@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import unsharp  # noqa: E402
+from toolkit import unsharp  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -115,7 +115,7 @@ def test_gray_spectral_runs_record_no_vectorial_tv(tiny_data, tmp_path):
 
 
 def test_unsharp_condition_replaces_about_its_share_of_the_images(tiny_data, tmp_path):
-    import classify
+    from toolkit import classify
     args = classify.get_train_parser("cifar10").parse_args(
         [str(a) for a in _fast(tiny_data, tmp_path / "c", tmp_path / "o", "--unsharp-amount", "1.5,2.5")])
     aug = classify.Augmenter(args)
@@ -135,7 +135,7 @@ def test_unsharp_condition_replaces_about_its_share_of_the_images(tiny_data, tmp
 @pytest.mark.parametrize("text", ["2,1", "x", "1", "-1,2"])
 def test_unsharp_amount_must_be_a_range(text):
     import argparse
-    import classify
+    from toolkit import classify
     with pytest.raises(argparse.ArgumentTypeError, match="LO,HI"):
         classify.parse_range(text)
 

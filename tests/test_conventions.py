@@ -9,11 +9,18 @@ from pathlib import Path
 
 import pytest
 
-import cli
+from toolkit import cli
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted(ROOT.glob("*.py"))
-SCRIPTS = {p.stem for p in SOURCES if 'if __name__ == "__main__"' in p.read_text()}
+TOP = sorted(ROOT.glob("*.py"))
+LIBRARY_FILES = sorted((ROOT / "toolkit").glob("*.py"))
+SOURCES = TOP + LIBRARY_FILES
+SCRIPTS = {p.stem for p in TOP if 'if __name__ == "__main__"' in p.read_text()}
+# What a user runs, and the engine; everything else that is code lives in toolkit/ or experiments/.
+ENTRY_POINTS = {"train_pt", "train_pt_aug", "test_pt", "train_flowers102", "train_aug_flowers102", "test_flowers102",
+                "train_imagenette", "train_aug_imagenette", "test_imagenette", "gan", "gan_test", "run_experiments",
+                "bench_pock"}
+ENGINE = {"pock", "pock_cpu"}
 SHARED_FLAGS = tuple(cli.COMMON_FLAGS)
 MAX_LINES = 80
 
@@ -35,6 +42,26 @@ def test_no_module_or_script_imports_a_script():
     assert not bad, f"these files import top-level scripts (move what they need into a module): {bad}"
 
 
+def test_top_level_holds_the_entry_points_and_the_engine_only():
+    assert {p.stem for p in TOP} == ENTRY_POINTS | ENGINE
+    assert ENTRY_POINTS <= SCRIPTS and not ENGINE & SCRIPTS
+
+
+def test_imports_point_down():
+    """scripts -> experiments -> toolkit -> engine: no file imports a layer above its own."""
+    tests = {p.stem for p in (ROOT / "tests").glob("*.py")}
+    layers = {"toolkit": LIBRARY_FILES, "engine": [ROOT / f"{m}.py" for m in sorted(ENGINE)]}
+    above = {"toolkit": {"experiments"} | SCRIPTS | tests, "engine": {"toolkit", "experiments"} | SCRIPTS | tests}
+    bad = {f"{p.parent.name}/{p.name}": sorted(_imports(p) & above[layer])
+           for layer, files in layers.items() for p in files if _imports(p) & above[layer]}
+    assert not bad, f"imports that point up: {bad}"
+    exp = sorted((ROOT / "experiments").glob("*.py"))
+    assert not {p.name: _imports(p) & (SCRIPTS | tests) for p in exp if _imports(p) & (SCRIPTS | tests)}
+    # Of the repository, the engine imports its own kernel only.
+    own = {p.stem for p in SOURCES} | {"toolkit", "experiments"} | tests
+    assert _imports(ROOT / "pock.py") & own == {"pock_cpu"} and not _imports(ROOT / "pock_cpu.py") & own
+
+
 def _code_lines(fn) -> int:
     """Lines of a function from its signature to its end, without its docstring."""
     body = fn.body
@@ -42,6 +69,17 @@ def _code_lines(fn) -> int:
         and isinstance(body[0].value.value, str) else None
     n = fn.end_lineno - fn.lineno + 1
     return n - (doc.end_lineno - doc.lineno + 1 if doc is not None and len(body) > 1 else 0)
+
+
+def _modules(path: Path) -> set:
+    """Names of the toolkit modules ``path`` imports (``from toolkit import x``, ``from toolkit.x import y``)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "toolkit":
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("toolkit."):
+            names.add(node.module.split(".")[1])
+    return names
 
 
 def test_no_function_is_longer_than_a_screen():
@@ -93,24 +131,25 @@ def test_train_script_and_gan_share_their_flags():
 @pytest.mark.parametrize("module,name", [("data", "DataError"), ("checkpoints", "CheckpointError"),
                                          ("gan_metrics", "MetricError"), ("gan_models", "ModelError")])
 def test_user_errors_are_one_type(module, name):
-    import errors
-    assert getattr(__import__(module), name) is getattr(errors, name)
+    from toolkit import errors
+    import importlib
+    assert getattr(importlib.import_module(f"toolkit.{module}"), name) is getattr(errors, name)
     assert issubclass(getattr(errors, name), errors.UserError) and cli.UserError is errors.UserError
 
 
 # The modules under the command line: they raise errors.py's types and never build on cli.py.
 LIBRARY = ("errors", "io_utils", "data", "bandcache", "checkpoints", "training", "models", "configs", "plots",
-           "gan_lib", "gan_models", "gan_metrics", "pock")
+           "gan_common", "gan_models", "gan_metrics", "fingerprint")
 
 
 def test_errors_are_the_bottom_floor_and_libraries_do_not_import_the_cli():
-    own = {p.stem for p in SOURCES} | {"experiments"}
-    assert not _imports(ROOT / "errors.py") & own, "errors.py must import nothing of the toolkit"
-    bad = [m for m in LIBRARY if "cli" in _imports(ROOT / f"{m}.py")]
+    own = {p.stem for p in SOURCES} | {"experiments", "toolkit"}
+    assert not _imports(ROOT / "toolkit" / "errors.py") & own, "errors.py must import nothing of the toolkit"
+    bad = [m for m in LIBRARY if "cli" in _modules(ROOT / "toolkit" / f"{m}.py")]
     assert not bad, f"library modules that import the CLI (raise errors.UserError instead): {bad}"
     # Only entry points and their libraries of command lines build on cli.py.
-    users = sorted(p.stem for p in SOURCES if "cli" in _imports(p) and p.stem not in SCRIPTS)
-    assert users == ["classify", "generate"], users
+    users = sorted(p.stem for p in LIBRARY_FILES if "cli" in _modules(p))
+    assert users == ["classify", "gan_driver"], users
 
 
 def test_run_prints_one_line_and_exits_2(capsys):

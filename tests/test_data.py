@@ -1,4 +1,4 @@
-"""data.py: decoding, splits, the decode cache and the error messages, on tiny real datasets."""
+"""toolkit/data.py: decoding, splits, the decode cache and the error messages, on tiny real datasets."""
 
 import csv
 import io
@@ -7,9 +7,9 @@ import zipfile
 import pytest
 import torch
 
-import data
+from toolkit import data
 from photo_data import make_test_dataset
-from data import DataError, load_images
+from toolkit.data import DataError, load_images
 
 
 def _load(path, name, split, cache=None, **kw):

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import cli  # noqa: E402
+from toolkit import cli  # noqa: E402
 
 SCRIPTS = ("train_pt.py", "train_pt_aug.py", "test_pt.py", "train_flowers102.py", "train_aug_flowers102.py",
            "test_flowers102.py", "train_imagenette.py", "train_aug_imagenette.py", "test_imagenette.py", "gan.py",

@@ -24,9 +24,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import run_experiments  # noqa: E402
-from io_utils import write_json  # noqa: E402
-from errors import UserError  # noqa: E402
-from experiments import fingerprint, ledger, release, report, runner, summary  # noqa: E402
+from toolkit.io_utils import write_json  # noqa: E402
+from toolkit.errors import UserError  # noqa: E402
+from experiments import ledger, release, report, runner, summary  # noqa: E402
+from toolkit import fingerprint  # noqa: E402
 from experiments.plan import Job, Step, command, plan, select  # noqa: E402
 from experiments.profiles import CONDITIONS, PROFILES  # noqa: E402
 from experiments.stats import (compare, last_mean, min_detectable_difference, pooled_sd, sd_upper_bound,  # noqa: E402
@@ -219,10 +220,25 @@ def test_fingerprint_ignores_comments_docstrings_and_help_but_not_code(tmp_path)
 
 def test_real_scripts_cover_the_modules_they_import():
     _, files = fingerprint.fingerprint(["train_pt_aug.py"])
-    assert {"train_pt_aug.py", "classify.py", "pock.py", "bandcache.py", "data.py", "models.py", "training.py",
-            "configs.py", "cli.py", "io_utils.py"} <= set(files)
+    assert {"train_pt_aug.py", "pock.py", "pock_cpu.py", "toolkit/__init__.py"} | \
+        {f"toolkit/{m}.py" for m in ("classify", "bandcache", "data", "models", "training", "configs", "cli",
+                                      "io_utils", "fingerprint")} <= set(files)
+    assert not any(f.startswith(("experiments/", "tests/")) for f in files)
     _, files = fingerprint.fingerprint(["gan_test.py"])
-    assert {"gan_lib.py", "gan_metrics.py", "pock.py"} <= set(files)
+    assert {"toolkit/gan_common.py", "toolkit/gan_metrics.py", "toolkit/gan_driver.py", "pock.py"} <= set(files)
+
+
+def test_fingerprint_follows_package_and_relative_imports(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from . import b\nfrom .c import X\n")
+    (tmp_path / "pkg" / "b.py").write_text("Y = 1\n")
+    (tmp_path / "pkg" / "c.py").write_text("X = 1\n")
+    (tmp_path / "pkg" / "unused.py").write_text("Z = 1\n")
+    (tmp_path / "main.py").write_text("import os\nfrom pkg import a\n")
+    fingerprint.clear_cache()
+    assert fingerprint.code_files(["main.py"], root=tmp_path) == (
+        "main.py", "pkg/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/c.py")
 
 
 def test_status_pending_done_stale():
@@ -502,7 +518,8 @@ def test_gan_answer_compares_at_matched_updates_over_seeds():
 
 def _tree_manifest(tag: str) -> dict:
     """A release manifest of the working tree, as if it had been tagged ``tag``."""
-    return release.manifest(tag, "f" * 40, {p.name: p.read_text() for p in ROOT.glob("*.py")})
+    files = [*ROOT.glob("*.py"), *ROOT.glob("toolkit/*.py"), *ROOT.glob("experiments/*.py")]
+    return release.manifest(tag, "f" * 40, {p.relative_to(ROOT).as_posix(): p.read_text() for p in files})
 
 
 def test_report_names_the_release_the_runs_executed(tmp_path):
@@ -535,8 +552,9 @@ def test_release_manifest_gives_the_fingerprints_the_runs_recorded(name):
         fp, files = release.release_fingerprint(jobs[run["id"]].scripts, rel)
         assert (fp, files) == (run["fingerprint"], run["code"]), run["id"]
     have = subprocess.run(["git", "cat-file", "-e", rel["commit"] + "^{commit}"], cwd=ROOT, capture_output=True)
-    if have.returncode == 0:
-        assert release.make(rel["commit"])["files"] == rel["files"]
+    if have.returncode == 0:   # the digests are git's files (the imports follow the fingerprint rules of their day)
+        made = release.make(rel["commit"])["files"]
+        assert {n: f["digest"] for n, f in rel["files"].items()} == {n: made[n]["digest"] for n in rel["files"]}
 
 
 def _new_repo(folder: Path):
@@ -678,7 +696,7 @@ def test_device_data_keeps_whole_splits_and_the_first_images_per_class(tmp_path)
 
 def test_device_data_names_a_missing_archive(tmp_path):
     from experiments import device_data
-    from errors import UserError
+    from toolkit.errors import UserError
     args = device_data.get_args_parser().parse_args(["--data-root", str(tmp_path), "--output-dir", str(tmp_path / "o")])
     with pytest.raises(UserError, match=r"cifar10\.zip: no such archive; pass --data-root the folder that holds "
                                         r"cifar10\.zip and imagenette\.zip"):

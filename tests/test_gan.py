@@ -11,13 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-import checkpoints
-import data
+from toolkit import checkpoints, data, gan_common, gan_metrics
 from photo_data import make_test_dataset
-import gan_lib
-import gan_metrics
-from cli import UserError
-from gan_models import BandGenerator, Discriminator, Generator, ModelError, weights_init
+from toolkit.cli import UserError
+from toolkit.gan_models import BandGenerator, Discriminator, Generator, ModelError, weights_init
 
 ROOT = Path(__file__).resolve().parents[1]
 GAN = runpy.run_path(str(ROOT / "gan.py"))
@@ -96,7 +93,7 @@ def test_sampling_leaves_the_generator_unchanged(mode):
     G.train(mode == "train")
     before = copy.deepcopy(G.state_dict())
     z = torch.randn(6, 16, 1, 1)
-    img, comps = gan_lib.sample(G, z)
+    img, comps = gan_common.sample(G, z)
     after = G.state_dict()
     assert G.training == (mode == "train") and before.keys() == after.keys()
     for k in before:
@@ -106,7 +103,7 @@ def test_sampling_leaves_the_generator_unchanged(mode):
     with torch.no_grad():
         ref_img, ref_comps = ref(z)
     assert torch.equal(img, ref_img) and torch.equal(comps, ref_comps)
-    again, _ = gan_lib.sample(G, z)
+    again, _ = gan_common.sample(G, z)
     assert torch.equal(again, img)
 
 
@@ -180,7 +177,7 @@ def test_subset_is_a_seeded_draw_disjoint_from_the_holdout(faces_zip, tmp_path):
 
     def drawn(seed, subset):
         a = train_args(faces_zip, tmp_path, "plain", tmp_path / "cache", subset=subset, seed=seed)
-        return [bytes(x.numpy()) for x in gan_lib.load_faces(a).images]
+        return [bytes(x.numpy()) for x in gan_common.load_faces(a).images]
     all_train = drawn(0, None)
     assert len(all_train) == N_IMAGES - HOLDOUT and not held_out & set(all_train)
     a, b, c = drawn(0, 10), drawn(0, 10), drawn(1, 10)
@@ -195,7 +192,7 @@ def runs(faces_zip, tmp_path_factory):
     root = tmp_path_factory.mktemp("gan_runs")
     cache = root / "cache"
     out = {}
-    for mode in gan_lib.MODES:
+    for mode in gan_common.MODES:
         kw = {"epochs": 2, "max_steps": 16} if mode == "components" else {"epochs": 2}
         first = GAN["main"](train_args(faces_zip, root / mode, mode, cache, **{**kw, "epochs": 1}))
         second = GAN["main"](train_args(faces_zip, root / mode, mode, cache, "--resume", **kw))
@@ -231,9 +228,9 @@ def test_sample_grid_shows_the_checkpoints_generator(runs):
     """samples_image_e002.png is the fixed noise through the saved generator (8 per row, 2 px padding)."""
     import torchvision.utils as vutils
     d = runs["plain"][0]
-    ckpt = gan_lib.load_checkpoint(d)
-    G = gan_lib.load_generator(ckpt, "image", "cpu", d)
-    img, _ = gan_lib.sample(G, ckpt["fixed_noise"])
+    ckpt = gan_common.load_checkpoint(d)
+    G = gan_common.load_generator(ckpt, "image", "cpu", d)
+    img, _ = gan_common.sample(G, ckpt["fixed_noise"])
     grid = vutils.make_grid(img.clamp(-1, 1), nrow=8, normalize=True, value_range=(-1, 1), padding=2)
     expected = grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     png = np.asarray(Image.open(d / "samples_image_e002.png").convert("RGB"))
@@ -287,12 +284,12 @@ def test_group_summary_and_tables():
     res = {f"r{i}": {"group": g, "swd_x1e3": {"32": v, "avg": v}, "spectrum_distance": v / 100}
            for i, (g, v) in enumerate([("plain", 10.0), ("plain", 14.0), ("joint", 5.0)])}
     res["real (train)"] = {"mode": "real", "swd_x1e3": {"32": 1.0, "avg": 1.0}, "spectrum_distance": 0.01}
-    s = gan_lib.group_summary(res)
+    s = gan_common.group_summary(res)
     assert list(s) == ["plain"] and s["plain"]["runs"] == 2
     assert s["plain"]["swd_avg_x1e3"][0] == pytest.approx(12.0)
     assert s["plain"]["swd_avg_x1e3"][1] == pytest.approx(8 ** 0.5)
-    assert "| plain | 2 | 12.0 ± 2.8 |" in gan_lib.summary_table(s)
-    table = gan_lib.markdown_table(res, with_fid=False).splitlines()
+    assert "| plain | 2 | 12.0 ± 2.8 |" in gan_common.summary_table(s)
+    table = gan_common.markdown_table(res, with_fid=False).splitlines()
     assert table[0] == "| set | group | G updates | SWD 32 | SWD avg | spectrum dist |"
     assert table[2] == "| r0 | plain | – | 10.0 | 10.0 | 0.100 |" and table[-1].startswith("| real (train) | real |")
 
@@ -350,27 +347,26 @@ def test_old_gan_checkpoint_format_is_refused(runs, tmp_path):
     old = {k: v for k, v in ckpt.items() if k not in ("meta", "format")}
     torch.save(dict(old, format=2, model_args=ckpt["meta"]), tmp_path / "checkpoint.pt")
     with pytest.raises(checkpoints.CheckpointError, match="format 2, this code reads format 3"):
-        gan_lib.load_checkpoint(tmp_path)
+        gan_common.load_checkpoint(tmp_path)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_step_makes_no_host_device_synchronisation():
     """Like the solver loop, a GAN step leaves its statistics on the GPU; sync debug mode turns any
     synchronising call (a .cpu(), .item(), a bool of a device tensor) into an error."""
-    import gan_lib
-    import generate
+    from toolkit import gan_common, gan_driver
     from torch import nn
-    args = generate.get_train_parser().parse_args(["--mode", "plain", "--image-size", "16", "--ngf", "8",
+    args = gan_driver.get_train_parser().parse_args(["--mode", "plain", "--image-size", "16", "--ngf", "8",
                                                    "--ndf", "8", "--nz", "8", "--batch-size", "4"])
     device = torch.device("cuda")
-    run = generate.build_run(args, gan_lib.model_meta(args), device, amp=False)
+    run = gan_driver.build_run(args, gan_common.model_meta(args), device, amp=False)
     x = torch.randn(4, 1, 16, 16, device=device)
     bce = nn.BCEWithLogitsLoss()
-    generate.train_step(run, x, bce, device, False)             # warm-up: allocations, cuDNN choices
+    gan_driver.train_step(run, x, bce, device, False)             # warm-up: allocations, cuDNN choices
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
-        stats = generate.train_step(run, x, bce, device, False)
+        stats = gan_driver.train_step(run, x, bce, device, False)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert stats.device.type == "cuda"

@@ -19,7 +19,7 @@ import math
 import torch
 import torch.nn as nn
 
-from errors import ModelError
+from toolkit.errors import ModelError
 
 
 def _n_layers(image_size: int) -> int:

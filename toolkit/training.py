@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from errors import UserError
-from data import to_unit_range
+from toolkit.errors import UserError
+from toolkit.data import to_unit_range
 
 __all__ = ["Dist", "init_distributed", "cleanup_distributed", "seed_for", "epoch_batches", "random_crop_flip",
            "StepTimer", "train_one_epoch", "evaluate", "resolve_device"]

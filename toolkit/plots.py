@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from io_utils import atomic_write, save_figure
+from toolkit.io_utils import atomic_write, save_figure
 
 __all__ = ["plot_curves", "draw_confusion", "confusion_colorbar", "plot_confusion", "save_grid", "save_band_grid",
            "plot_losses", "plot_samples_spectra", "WNID_NAMES"]

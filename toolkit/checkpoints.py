@@ -36,8 +36,8 @@ from typing import Optional
 
 import torch
 
-from errors import CheckpointError
-from io_utils import atomic_write, git_state, write_json
+from toolkit.errors import CheckpointError
+from toolkit.io_utils import atomic_write, git_state, write_json
 
 __all__ = ["CheckpointError", "FORMAT", "KEYS", "make", "save", "load", "check_format", "check_compatible", "resume_path", "write_args",
            "rng_state", "set_rng_state"]
@@ -84,7 +84,7 @@ def load(path, kind: Optional[str], writer: str) -> dict:
     except Exception as e:  # torch raises many types for a damaged or foreign file
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({first}); pass a {CHECKPOINT} "
-                              f"written by {writer}, or re-run the training") from None
+                              f"written by {writer}, or re-run the training") from e
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path}: holds a {type(ckpt).__name__}, not a checkpoint dict; pass a "
                               f"{CHECKPOINT} written by {writer}")

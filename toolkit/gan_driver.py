@@ -4,7 +4,7 @@ The same pattern as the classifiers (:mod:`classify`): each entry point builds i
 :func:`get_train_parser` or :func:`get_test_parser` and runs :func:`train` or :func:`test` through
 :func:`cli.run`. The modes, the data split and the metrics are described in ``gan.py``'s and
 ``gan_test.py``'s docstrings and in ``docs/gan.md``; the reusable parts (networks, sampling,
-checkpoint reading, tables) live in :mod:`gan_lib`, the figures in :mod:`plots`.
+checkpoint reading, tables) live in :mod:`gan_common`, the figures in :mod:`plots`.
 """
 from __future__ import annotations
 
@@ -18,17 +18,13 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-import checkpoints
-import cli
-import data
-import gan_lib
-import gan_metrics
 import pock
-from errors import UserError
-from gan_models import joint_disc_input, weights_init
-from io_utils import git_state, write_json, write_jsonl
-from plots import plot_losses, plot_samples_spectra, save_band_grid, save_grid
-from training import Dist, epoch_batches, resolve_device, seed_for
+from toolkit import checkpoints, cli, data, gan_common, gan_metrics
+from toolkit.errors import UserError
+from toolkit.gan_models import joint_disc_input, weights_init
+from toolkit.io_utils import git_state, write_json, write_jsonl
+from toolkit.plots import plot_losses, plot_samples_spectra, save_band_grid, save_grid
+from toolkit.training import Dist, epoch_batches, resolve_device, seed_for
 
 __all__ = ["get_train_parser", "get_test_parser", "train", "test"]
 
@@ -42,8 +38,8 @@ def get_train_parser(prog: str = "gan.py") -> argparse.ArgumentParser:
     p = cli.make_parser(prog, "DCGANs on faces: plain, per TV-flow state, or joint spectral bands")
     p.set_defaults(script=prog)
     cli.add_common_flags(p, "../shared/data/celeba.zip", output_dir="runs/gan")
-    p.add_argument("--mode", choices=tuple(gan_lib.MODES), default="plain",
-                   help="what the GAN generates: " + "; ".join(f"{k}: {v}" for k, v in gan_lib.MODES.items()))
+    p.add_argument("--mode", choices=tuple(gan_common.MODES), default="plain",
+                   help="what the GAN generates: " + "; ".join(f"{k}: {v}" for k, v in gan_common.MODES.items()))
     p.add_argument("--dataset", default="celeba", choices=("celeba", "folder"),
                    help="dataset kind: celeba (downloaded when --data-dir is not given) or any folder of faces")
     p.add_argument("--split", default="train",
@@ -124,7 +120,7 @@ def check_args(args) -> None:
                     ("--n-bands", args.n_bands), ("--nz", args.nz), ("--ngf", args.ngf), ("--ndf", args.ndf)):
         if v < 1:
             raise UserError(f"{flag} must be positive, got {v}")
-    n_stages = len(gan_lib.stage_names(args.mode, args.states, args.stage_order))
+    n_stages = len(gan_common.stage_names(args.mode, args.states, args.stage_order))
     if args.max_steps is not None and args.max_steps < n_stages:
         raise UserError(f"--max-steps {args.max_steps} leaves a stage without updates; give at least {n_stages}")
 
@@ -132,15 +128,15 @@ def check_args(args) -> None:
 @dataclass
 class TrainingData:
     """The training faces on the device, as images in [-1, 1] and, for the spectral modes, components."""
-    faces: gan_lib.Faces
+    faces: gan_common.Faces
     images: torch.Tensor
     comps: Optional[torch.Tensor]
     scales: Optional[torch.Tensor]    # joint: the largest magnitude of each component
 
 
 def prepare_data(args, device) -> TrainingData:
-    faces = gan_lib.load_faces(args)
-    comps = gan_lib.real_components(faces, args, device) if args.mode != "plain" else None
+    faces = gan_common.load_faces(args)
+    comps = gan_common.real_components(faces, args, device) if args.mode != "plain" else None
     # The largest magnitude of each component bounds the generator's tanh output range.
     scales = comps.abs().amax(dim=(0, 2, 3, 4)).clamp_min(1e-3) if args.mode == "joint" else None
     # The training set lives on the device (a few hundred MB at most): a batch is one index operation.
@@ -166,7 +162,7 @@ class GanRun:
 
 
 def build_run(args, m: dict, device, amp: bool) -> GanRun:
-    G, D = gan_lib.build_generator(m).to(device), gan_lib.build_discriminator(m).to(device)
+    G, D = gan_common.build_generator(m).to(device), gan_common.build_discriminator(m).to(device)
     G.apply(weights_init)
     D.apply(weights_init)
     return GanRun(m, G, D, torch.optim.Adam(G.parameters(), lr=args.lr, betas=(args.beta1, 0.999)),
@@ -222,7 +218,7 @@ def train_step(run: GanRun, x: torch.Tensor, bce, device, amp: bool) -> torch.Te
     run.opt_d.zero_grad(set_to_none=True)
     with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
         out_real = D(x)
-        img, cmp = gan_lib.forward(G, z)
+        img, cmp = gan_common.forward(G, z)
         fake = joint_disc_input(img, cmp, G.scales) if joint else img
         out_fake = D(fake.detach())
         loss_d = bce(out_real.float(), ones) + bce(out_fake.float(), zeros)
@@ -250,7 +246,7 @@ def _record(stage: str, epoch: int, state: dict, s: torch.Tensor) -> dict:
 def train_epoch(run: GanRun, s: int, name: str, td: TrainingData, args, device, amp: bool) -> None:
     """One pass over the training faces in full batches (or what is left of the stage's budget)."""
     from tqdm import tqdm
-    state, budget = run.state, gan_lib.stage_budgets(args.max_steps, len(run.m["stages"]))[s]
+    state, budget = run.state, gan_common.stage_budgets(args.max_steps, len(run.m["stages"]))[s]
     real = td.comps[:, int(name[1:])] if args.mode == "components" else td.images
     batches = [b for b in epoch_batches(len(real), args.batch_size, seed_for(args.seed, s), state["epoch"], Dist())
                if len(b) == args.batch_size]
@@ -291,7 +287,7 @@ def train_epoch(run: GanRun, s: int, name: str, td: TrainingData, args, device, 
 
 def save_epoch(run: GanRun, name: str, args, td: TrainingData, device, out: Path) -> None:
     """Sample grids from the fixed noise, the stage's generator, the checkpoint, losses.jsonl/png."""
-    img, cmp = gan_lib.sample(run.G, run.fixed_noise.to(device))
+    img, cmp = gan_common.sample(run.G, run.fixed_noise.to(device))
     save_grid(img.cpu(), out / f"samples_{name}_e{run.state['epoch']:03d}.png")
     if cmp is not None:
         save_band_grid(img.cpu(), cmp.cpu(), run.G.scales.cpu(), out / f"bands_e{run.state['epoch']:03d}.png")
@@ -310,13 +306,13 @@ def train(args) -> dict:
     out = Path(args.output_dir)
     resume = checkpoints.resume_path(args.resume, out)
     # A wrong checkpoint fails before the data and the band cache are loaded.
-    ckpt = gan_lib.load_checkpoint(resume) if resume is not None else None
+    ckpt = gan_common.load_checkpoint(resume) if resume is not None else None
     if ckpt is not None:
-        gan_lib.check_compatible(ckpt, gan_lib.model_meta(args), resume)
+        gan_common.check_compatible(ckpt, gan_common.model_meta(args), resume)
     torch.manual_seed(args.seed)
     td = prepare_data(args, device)
     # A resumed joint generator keeps the scales it was trained with, not this data's.
-    m = ckpt["meta"] if ckpt is not None else gan_lib.model_meta(args, td.scales)
+    m = ckpt["meta"] if ckpt is not None else gan_common.model_meta(args, td.scales)
     run = build_run(args, m, device, amp)
     if ckpt is not None:
         restore(run, ckpt, device)
@@ -329,7 +325,7 @@ def train(args) -> dict:
     for s in range(run.state["stage"], len(m["stages"])):
         if s != run.state["stage"]:
             run.state.update(stage=s, epoch=0, stage_step=0)
-        budget = gan_lib.stage_budgets(args.max_steps, len(m["stages"]))[s]
+        budget = gan_common.stage_budgets(args.max_steps, len(m["stages"]))[s]
         while run.state["epoch"] < args.epochs and (budget is None or run.state["stage_step"] < budget):
             train_epoch(run, s, m["stages"][s], td, args, device, amp)
             save_epoch(run, m["stages"][s], args, td, device, out)
@@ -346,7 +342,7 @@ def load_runs(paths: list, n_real: int) -> dict:
         name = Path(d).resolve().name
         while name in runs:
             name += "'"
-        runs[name] = (Path(d), gan_lib.load_checkpoint(d))
+        runs[name] = (Path(d), gan_common.load_checkpoint(d))
     first_dir, first = next(iter(runs.values()))
     ref, size = first["args"], first["meta"]["image_size"]
     for d, ckpt in runs.values():
@@ -367,7 +363,7 @@ def real_faces(args, runs: dict, n_real: int, draws: int = 1) -> tuple:
     """The held-out faces (the last ``n_real`` of the runs' split), ``draws`` disjoint draws of ``n_real`` faces
     from the start of the rest (the first is the "real (train)" set), their source."""
     ref, size = next(iter(runs.values()))[1]["args"], next(iter(runs.values()))[1]["meta"]["image_size"]
-    imgs = gan_lib.load_split(ref["dataset"], ref["split"], args.data_dir or ref["data_dir"], size,
+    imgs = gan_common.load_split(ref["dataset"], ref["split"], args.data_dir or ref["data_dir"], size,
                               ref["download_root"], args.cache_dir or ref["cache_dir"], not args.no_progress)
     for d, ckpt in runs.values():
         if len(imgs) != ckpt["data"]["n_images"]:
@@ -397,8 +393,8 @@ def generate_sets(args, runs: dict, n_fake: int, device) -> tuple:
     sets, results = {}, {}
     for name, (d, ckpt) in runs.items():
         m = ckpt["meta"]
-        stage = gan_lib.main_stage(m["mode"])
-        x, comps, err = gan_lib.draw(gan_lib.load_generator(ckpt, stage, device, d), n_fake, m["nz"], device,
+        stage = gan_common.main_stage(m["mode"])
+        x, comps, err = gan_common.draw(gan_common.load_generator(ckpt, stage, device, d), n_fake, m["nz"], device,
                                      args.seed, args.batch_size)
         sets[name] = x
         group = m["mode"] if m["stages"][0] in ("image", "u0") else f"{m['mode']} ({'/'.join(m['stages'])})"
@@ -457,15 +453,15 @@ def add_per_state(results: dict, runs: dict, real: torch.Tensor, args, device, n
                            for i in range(0, len(real), args.batch_size)])
         results[name]["per_state_swd_avg_x1e3"] = {}
         for n in states:
-            G = gan_lib.load_generator(ckpt, f"u{n}", device, d)
-            xs, _, _ = gan_lib.draw(G, n_fake, m["nz"], device, args.seed, args.batch_size)
+            G = gan_common.load_generator(ckpt, f"u{n}", device, d)
+            xs, _, _ = gan_common.draw(G, n_fake, m["nz"], device, args.seed, args.batch_size)
             results[name]["per_state_swd_avg_x1e3"][f"u{n}"] = gan_metrics.swd(dec_u[:, n], xs, seed=args.seed)["avg"]
 
 
 def print_tables(report: dict) -> None:
-    print(gan_lib.markdown_table(report["results"], with_fid=report["fid_kid"] == "computed"))
+    print(gan_common.markdown_table(report["results"], with_fid=report["fid_kid"] == "computed"))
     if report["summary"]:
-        print("\nmean ± std over the runs of each group:\n" + gan_lib.summary_table(report["summary"]))
+        print("\nmean ± std over the runs of each group:\n" + gan_common.summary_table(report["summary"]))
     fl = report["swd_floor"]
     if fl["std"] is not None:
         print(f"\nSWD avg noise floor, {fl['draws']} draws of {fl['n']} real faces against the held-out ones: "
@@ -505,7 +501,7 @@ def test(args) -> dict:
               "fid_kid": "computed" if fid_note is None else f"skipped: {fid_note}",
               "swd_floor": {"draws": len(floor), "n": len(real_train), "avg": floor, "mean": statistics.fmean(floor),
                             "std": statistics.stdev(floor) if len(floor) > 1 else None},
-              "results": results, "summary": gan_lib.group_summary(results), "args": vars(args), "git": git_state()}
+              "results": results, "summary": gan_common.group_summary(results), "args": vars(args), "git": git_state()}
     out = Path(args.output_dir)
     write_json(out / "metrics.json", report)
     plot_samples_spectra(sets, spectra, t, out / "samples_spectra.png", args.n_show)

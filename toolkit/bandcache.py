@@ -15,7 +15,7 @@ Layout of ``cache_dir/<key>/``:
 
 The key is a hash of the images' bytes, ``data_key``, the components, ``lam``, ``N``, ``tol``,
 ``vectorial``, ``dtype``, and the syntax trees of ``pock.py``, ``pock_cpu.py`` and of this file
-(:func:`experiments.fingerprint.file_digest`, which ignores comments and docstrings): anything that
+(:func:`toolkit.fingerprint.file_digest`, which ignores comments and docstrings): anything that
 changes the numbers gives another key, so a cache that does not match is rebuilt, never reused.
 """
 
@@ -37,9 +37,9 @@ import torch
 
 import pock
 import pock_cpu
-from data import to_unit_range
-from experiments.fingerprint import file_digest
-from io_utils import write_json
+from toolkit.data import to_unit_range
+from toolkit.fingerprint import file_digest
+from toolkit.io_utils import write_json
 
 __all__ = ["load_or_build", "cache_key", "cache_info", "parse_components", "FORMAT_VERSION"]
 

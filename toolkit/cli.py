@@ -13,7 +13,7 @@ import argparse
 import sys
 from typing import Callable, Optional, Sequence
 
-from errors import UserError
+from toolkit.errors import UserError
 
 __all__ = ["UserError", "run", "renamed_flag", "removed_flag", "is_retired", "add_common_flags", "int_list", "add_output_dir",
            "make_parser", "COMMON_FLAGS", "TOL_FLAG"]

@@ -17,11 +17,9 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-import bandcache
-import checkpoints
-import data
-from errors import UserError
-from gan_models import BandGenerator, Discriminator, Generator
+from toolkit import bandcache, checkpoints, data
+from toolkit.errors import UserError
+from toolkit.gan_models import BandGenerator, Discriminator, Generator
 
 __all__ = ["MODES", "stage_names", "main_stage", "Faces", "load_split", "load_faces", "real_components",
            "model_meta", "build_generator", "build_discriminator", "forward", "sample", "draw",

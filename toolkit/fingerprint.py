@@ -1,8 +1,9 @@
 """The fingerprint of the code a run executes: results made by other code are stale.
 
 The files are the scripts a run starts and, transitively, every module of this repository they
-import (found in the source, lazy imports inside functions included), so a new module is covered
-without a list to keep up to date. Each file counts by its syntax tree, not its bytes: comments,
+import (found in the source, lazy imports inside functions included; top-level modules and the
+modules of packages such as ``toolkit/``), so a new module is covered without a list to keep up to
+date. Each file counts by its syntax tree, not its bytes: comments,
 docstrings, argparse ``help=``/``description=`` texts and formatting do not change what a run
 computes, so editing them leaves the results current. The tree is written out by
 :func:`canonical` rather than ``ast.dump``, whose format differs between Python versions, so that
@@ -15,8 +16,9 @@ import ast
 import hashlib
 from functools import lru_cache
 from pathlib import Path
+from typing import Optional
 
-__all__ = ["code_files", "canonical", "imports", "file_digest", "text_digest", "combine", "fingerprint", "clear_cache"]
+__all__ = ["imported_files", "code_files", "canonical", "imports", "file_digest", "text_digest", "combine", "fingerprint", "clear_cache"]
 
 ROOT = Path(__file__).resolve().parents[1]
 _TEXT_KEYWORDS = ("help", "description", "epilog")
@@ -33,6 +35,53 @@ def imports(tree: ast.AST) -> set:
     return names
 
 
+def _module_file(dotted: str, known) -> Optional[str]:
+    """``a/b.py`` or ``a/b/__init__.py`` for the module ``a.b``, if ``known(name)`` says that file exists."""
+    base = dotted.replace(".", "/")
+    for name in (f"{base}.py", f"{base}/__init__.py"):
+        if known(name):
+            return name
+    return None
+
+
+def imported_files(tree: ast.AST, name: str, known) -> set:
+    """The repository files that the file ``name`` (relative to the root) imports, lazy imports included.
+
+    ``known(file)`` says whether a repository file exists. ``import a.b`` and ``from a.b import c`` run
+    ``a/__init__.py`` and ``a/b.py`` (and ``a/b/c.py`` when ``c`` is a module); relative imports are
+    resolved against the package of ``name``. Modules outside the repository resolve to nothing.
+    """
+    package = name.rsplit("/", 1)[0].replace("/", ".") if "/" in name else ""
+    found = set()
+
+    def add(dotted: str) -> None:
+        parts = dotted.split(".")
+        for i in range(1, len(parts) + 1):
+            file = _module_file(".".join(parts[:i]), known)
+            if file is not None:
+                found.add(file)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                add(alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                up = package.split(".") if package else []
+                up = up[:len(up) - (node.level - 1)] if node.level > 1 else up
+                base = ".".join(up + ([node.module] if node.module else []))
+            else:
+                base = node.module
+            if not base:
+                continue
+            add(base)
+            for alias in node.names:
+                if _module_file(f"{base}.{alias.name}", known) is not None:
+                    add(f"{base}.{alias.name}")
+    found.discard(name)
+    return found
+
+
 @lru_cache(maxsize=None)
 def _parse(path: Path) -> ast.AST:
     return ast.parse(path.read_text(), filename=str(path))
@@ -40,15 +89,15 @@ def _parse(path: Path) -> ast.AST:
 
 def code_files(scripts, root: Path = ROOT) -> tuple:
     """``scripts`` and the repository modules they import, transitively: sorted names relative to ``root``."""
+    def known(name: str) -> bool:
+        return (root / name).is_file()
     seen, todo = set(), list(scripts)
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
-        for mod in imports(_parse(root / name)):
-            if (root / f"{mod}.py").is_file():
-                todo.append(f"{mod}.py")
+        todo += imported_files(_parse(root / name), name, known)
     return tuple(sorted(seen))
 
 

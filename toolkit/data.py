@@ -34,8 +34,8 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from errors import DataError
-from io_utils import atomic_write
+from toolkit.errors import DataError
+from toolkit.io_utils import atomic_write
 
 __all__ = ["DataError", "ImageSet", "load_images", "subset_indices", "to_unit_range", "from_unit_range",
            "DATASETS", "IMAGE_EXTENSIONS", "SPLITS_CSV", "CLASS_NAMES"]

@@ -27,18 +27,16 @@ from pathlib import Path
 
 import torch
 
-import checkpoints
-import cli
 import pock
-import unsharp
-from configs import CONFIGS, Config
-from data import DataError, load_images
-from errors import UserError
-from io_utils import atomic_write_text, git_state, write_json, write_jsonl
-from models import classifier_from_meta, model_meta
-from plots import plot_confusion, plot_curves
-from training import (Dist, cleanup_distributed, epoch_batches, evaluate, init_distributed, random_crop_flip,
-                      resolve_device, seed_for, train_one_epoch)
+from toolkit import checkpoints, cli, unsharp
+from toolkit.configs import CONFIGS, Config
+from toolkit.data import DataError, load_images
+from toolkit.errors import UserError
+from toolkit.io_utils import atomic_write_text, git_state, write_json, write_jsonl
+from toolkit.models import classifier_from_meta, model_meta
+from toolkit.plots import plot_confusion, plot_curves
+from toolkit.training import (Dist, cleanup_distributed, epoch_batches, evaluate, init_distributed, random_crop_flip,
+                              resolve_device, seed_for, train_one_epoch)
 
 __all__ = ["get_train_parser", "get_test_parser", "train", "test", "parse_gains", "parse_range", "Augmenter"]
 
@@ -129,7 +127,7 @@ def get_train_parser(entry: str, prog: str | None = None) -> argparse.ArgumentPa
 def _unsharp_flags(g) -> None:
     g.add_argument("--unsharp-amount", type=parse_range, default=None, metavar="LO,HI",
                    help="replace each training image, with probability --unsharp-prob, by the unsharp mask "
-                        "w = f + a (f - G_s * f), a drawn uniformly per image from [LO, HI) (unsharp.py); "
+                        "w = f + a (f - G_s * f), a drawn uniformly per image from [LO, HI) (toolkit/unsharp.py); "
                         "None: off")
     g.add_argument("--unsharp-sigma", type=float, default=1.0, metavar="S",
                    help="standard deviation s of the Gaussian G_s of --unsharp-amount, in pixels")
@@ -338,7 +336,7 @@ def _band_cache(args, train_set, device, show: bool, is_main: bool) -> tuple:
     """The cached bands the augmentation amplifies (None without spectral augmentation or with --no-cache)."""
     if not _spectral(args) or args.no_cache:
         return None, None
-    import bandcache
+    from toolkit import bandcache
     t0 = time.perf_counter()
     bands = bandcache.load_or_build(
         train_set.images, cache_dir=Path(args.cache_dir) / "bands", lam=args.lam,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import pock
-from errors import MetricError
+from toolkit.errors import MetricError
 
 
 # ------------------------------------------------------------------ sliced Wasserstein distance
