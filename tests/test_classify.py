@@ -273,6 +273,17 @@ def test_bad_inputs_in_process(tiny_data, cache_dir, tmp_path, capsys):
     assert "--lr must be positive" in msg
 
 
+
+@pytest.mark.parametrize("flag,message", [("--lr=nan", "--lr must be a finite number, got nan"),
+                                          ("--lam=0", "--lam must be positive, got 0.0"),
+                                          ("--tol=nan", "--tol must be a finite number, got nan"),
+                                          ("--spectral-prob=1.5", "--spectral-prob must be in [0, 1], got 1.5"),
+                                          ("--dropout=1", "--dropout must be in [0, 1), got 1.0")])
+def test_each_bad_number_is_named_alone_before_any_data_is_read(flag, message, tmp_path, capsys):
+    msg = _exit_message(capsys, "train_pt_aug.py", ["--data-dir", str(tmp_path / "missing.zip"),
+                                                    "--output-dir", str(tmp_path / "o"), flag])
+    assert msg == f"error: {message}\n" and not (tmp_path / "o").exists()
+
 @pytest.mark.parametrize("flag,new", [("--no-amp", "--amp"), ("--decode-cache-dir=x", "--cache-dir"),
                                       ("--data-seed=1", "--seed"), ("--eval-every-epoch", "every epoch")])
 def test_old_flags_name_the_new_ones(flag, new, capsys):

@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from toolkit import checkpoints, data, gan_common, gan_metrics
 from photo_data import make_test_dataset
+from toolkit import checkpoints, cli, data, gan_common, gan_metrics
 from toolkit.cli import UserError
 from toolkit.gan_models import BandGenerator, Discriminator, Generator, ModelError, weights_init
 
@@ -325,6 +325,31 @@ def test_bad_inputs_give_one_line_errors(runs, faces_zip, tmp_path):
     with pytest.raises(UserError, match="too few for --n-real"):
         GAN_TEST["main"](eval_args("--run", runs["joint"][0], "--n-real", HOLDOUT + 1, "--no-progress"))
 
+
+
+@pytest.mark.parametrize("script,flag,value,message", [
+    ("gan.py", "--lam", "0", "--lam must be positive, got 0.0"),
+    ("gan.py", "--lam", "nan", "--lam must be a finite number, got nan"),
+    ("gan.py", "--tol", "-1e-4", "--tol must be positive (or left out), got -0.0001"),
+    ("gan.py", "--lr", "inf", "--lr must be a finite number, got inf"),
+    ("gan.py", "--beta1", "1", "--beta1 must be in [0, 1), got 1.0"),
+    ("gan.py", "--image-size", "48", "--image-size must be a power of two >= 16, got 48"),
+    ("gan.py", "--batch-size", "0", "--batch-size must be positive, got 0"),
+    ("gan_test.py", "--lam", "0", "--lam must be positive, got 0.0"),
+    ("gan_test.py", "--tol", "nan", "--tol must be a finite number, got nan"),
+    ("gan_test.py", "--n-show", "0", "--n-show must be positive, got 0"),
+    ("gan_test.py", "--batch-size", "-5", "--batch-size must be positive, got -5"),
+])
+def test_each_bad_flag_gets_its_own_line_before_any_work(script, flag, value, message, tmp_path, capsys):
+    """The flags are checked at the door: a missing dataset or run folder is not even looked at."""
+    missing = tmp_path / "nowhere"
+    argv = (["--data-dir", str(missing / "faces.zip"), "--output-dir", str(tmp_path / "o")] if script == "gan.py"
+            else ["--run", str(missing), "--output-dir", str(tmp_path / "o")])
+    ns = GAN if script == "gan.py" else GAN_TEST
+    with pytest.raises(SystemExit) as e:
+        cli.run(ns["main"], ns["get_args_parser"](), argv + [f"{flag}={value}"])
+    assert e.value.code == 2 and capsys.readouterr().err == f"error: {message}\n"
+    assert not (tmp_path / "o").exists()
 
 def test_other_faces_of_the_same_count_are_refused(runs, tmp_path):
     # The same layout and count, other photographs (cut at another size): held-out faces the run may have seen.

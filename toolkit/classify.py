@@ -184,25 +184,14 @@ def get_test_parser(entry: str, prog: str | None = None) -> argparse.ArgumentPar
 
 
 def _check_train_args(args) -> None:
-    for name in ("epochs", "batch_size", "image_size", "eval_batch_size"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.lr <= 0:
-        raise UserError(f"--lr must be positive, got {args.lr}")
-    if args.max_steps is not None and args.max_steps < 1:
-        raise UserError(f"--max-steps must be positive, got {args.max_steps}")
-    if not 0 <= args.dropout < 1:
-        raise UserError(f"--dropout must lie in [0, 1), got {args.dropout}")
-    if args.unsharp_sigma <= 0 or not 0 <= args.unsharp_prob <= 1:
-        raise UserError(f"--unsharp-sigma must be positive and --unsharp-prob in [0, 1], got {args.unsharp_sigma} "
-                        f"and {args.unsharp_prob}")
+    P, P0 = cli.POSITIVE, cli.POSITIVE_OR_NONE
+    cli.check_flags(args, [("--epochs", P), ("--batch-size", P), ("--image-size", P), ("--eval-batch-size", P),
+                           ("--lr", P), ("--max-steps", P0), ("--dropout", cli.HALF_OPEN_UNIT),
+                           ("--unsharp-sigma", P), ("--unsharp-prob", cli.UNIT_INTERVAL)])
     if _spectral(args):
-        if args.lam <= 0 or (args.tol is not None and args.tol <= 0):
-            raise UserError("--lam and --tol must be positive")
+        cli.check_flags(args, [("--lam", P), ("--tol", P0), ("--spectral-prob", cli.UNIT_INTERVAL)])
         if not args.bands or min(args.bands) < 1:
             raise UserError(f"--bands must be 1-based band indices, got {args.bands}")
-        if not 0 <= args.spectral_prob <= 1:
-            raise UserError(f"--spectral-prob must lie in [0, 1], got {args.spectral_prob}")
 
 
 def _spectral(args) -> bool:

@@ -10,13 +10,15 @@ retired spelling fails with a pointer to its successor (:func:`renamed_flag`).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Callable, Optional, Sequence
 
 from toolkit.errors import UserError
 
 __all__ = ["UserError", "run", "renamed_flag", "removed_flag", "is_retired", "add_common_flags", "int_list", "add_output_dir",
-           "make_parser", "COMMON_FLAGS", "TOL_FLAG"]
+           "make_parser", "COMMON_FLAGS", "TOL_FLAG", "POSITIVE", "POSITIVE_OR_NONE", "NON_NEGATIVE", "UNIT_INTERVAL",
+           "HALF_OPEN_UNIT", "POWER_OF_TWO", "check_flags"]
 
 
 def make_parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -39,6 +41,33 @@ def int_list(text: str) -> list:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
+
+
+# The ranges :func:`check_flags` knows: (test, the words after "must be").
+POSITIVE = (lambda v: v > 0, "positive")
+POSITIVE_OR_NONE = (lambda v: v > 0, "positive (or left out)")
+NON_NEGATIVE = (lambda v: v >= 0, "zero or more")
+UNIT_INTERVAL = (lambda v: 0 <= v <= 1, "in [0, 1]")
+HALF_OPEN_UNIT = (lambda v: 0 <= v < 1, "in [0, 1)")
+POWER_OF_TWO = (lambda v: v >= 16 and not v & (v - 1), "a power of two >= 16")
+
+
+def check_flags(args, rules: Sequence[tuple]) -> None:
+    """Refuse the first flag of ``rules`` whose value is out of its range, before any work is done.
+
+    ``rules`` holds ``(flag, range)`` pairs, ``range`` one of the constants above; the value is
+    ``args.<flag as a destination>``. NaN and infinities are refused for every float (argparse's
+    ``type=float`` accepts ``nan``, which then slips through every comparison), ``None`` only where the
+    range says "or left out". The message names one flag: ``--lr must be positive, got 0.0``.
+    """
+    for flag, (ok, words) in rules:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is None and words.endswith("(or left out)"):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{flag} must be a finite number, got {value}")
+        if value is None or not ok(value):
+            raise UserError(f"{flag} must be {words}, got {value}")
 
 def run(main: Callable, parser, argv: Optional[Sequence[str]] = None):
     """Parse ``argv`` with ``parser``, call ``main(args)``; a :class:`UserError` exits 2 with one line."""

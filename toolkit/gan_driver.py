@@ -116,13 +116,25 @@ def get_test_parser(prog: str = "gan_test.py") -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------------- training
 
 def check_args(args) -> None:
-    for flag, v in (("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--states", args.states),
-                    ("--n-bands", args.n_bands), ("--nz", args.nz), ("--ngf", args.ngf), ("--ndf", args.ndf)):
-        if v < 1:
-            raise UserError(f"{flag} must be positive, got {v}")
+    """gan.py's flags, each against its range (one line naming the flag), before any data is read."""
+    P, P0 = cli.POSITIVE, cli.POSITIVE_OR_NONE
+    cli.check_flags(args, [("--epochs", P), ("--batch-size", P), ("--states", P), ("--n-bands", P), ("--nz", P),
+                           ("--ngf", P), ("--ndf", P), ("--image-size", cli.POWER_OF_TWO), ("--lr", P),
+                           ("--beta1", cli.HALF_OPEN_UNIT), ("--lam", P), ("--tol", P0), ("--max-steps", P0),
+                           ("--holdout", cli.NON_NEGATIVE), ("--n-samples", P), ("--log-every", P)])
     n_stages = len(gan_common.stage_names(args.mode, args.states, args.stage_order))
     if args.max_steps is not None and args.max_steps < n_stages:
         raise UserError(f"--max-steps {args.max_steps} leaves a stage without updates; give at least {n_stages}")
+
+
+def check_test_args(args) -> None:
+    """gan_test.py's flags, each against its range, before any checkpoint is read or sample drawn."""
+    P, P0 = cli.POSITIVE, cli.POSITIVE_OR_NONE
+    cli.check_flags(args, [("--n-real", P), ("--n-fake", P0), ("--spectrum-bands", P), ("--lam", P), ("--tol", P0),
+                           ("--floor-draws", P), ("--n-show", P), ("--batch-size", P)])
+    n_real, n_fake = args.n_real, args.n_fake or args.n_real
+    if n_real < 2 or n_fake < 2:
+        raise UserError(f"--n-real {n_real} / --n-fake {n_fake}: the metrics need at least 2 images per set")
 
 
 @dataclass
@@ -473,13 +485,9 @@ def print_tables(report: dict) -> None:
 
 
 def test(args) -> dict:
+    check_test_args(args)
     device = resolve_device(args.device)
     n_real, n_fake = args.n_real, args.n_fake or args.n_real
-    if n_real < 2 or n_fake < 2:
-        raise UserError(f"--n-real {n_real} / --n-fake {n_fake}: the metrics need at least 2 images per set")
-    if args.spectrum_bands < 1 or args.floor_draws < 1:
-        raise UserError(f"--spectrum-bands and --floor-draws must be positive, got {args.spectrum_bands} and "
-                        f"{args.floor_draws}")
     runs = load_runs(args.run, n_real)
     real, pool_draws, source = real_faces(args, runs, n_real, args.floor_draws)
     real_train = pool_draws[0]
