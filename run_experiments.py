@@ -6,9 +6,11 @@ seeds, colour and longer runs, the dissertation's own concat budget and, for CIF
 ablation (``experiments/profiles.py``). Each finished
 job's small files go to the ledger ``results/runs/<profile>/<job>/`` (``--commit`` commits each
 entry as it lands), and jobs found there are skipped, so a sweep continues from any clone that has
-the ledger. ``RESULTS.md``, its figures and the README results block are rebuilt from the ledger
-alone; ``--report-only`` does only that. The ``smoke`` profile keeps its ledger and report in its
-work folder (``runs/sweep-smoke``), away from the committed files.
+the ledger. Each job's final checkpoints are kept, outside git, in ``runs/checkpoints/<profile>/``
+(``experiments/runner.py``), so that a later evaluation needs no retraining. ``RESULTS.md``, its
+figures and the README results block are rebuilt from the ledger alone; ``--report-only`` does only
+that. The ``smoke`` profile keeps its ledger, report and checkpoints in its work folder
+(``runs/sweep-smoke``), away from the committed files.
 
     python run_experiments.py --profile scale2 --dry-run       # the plan: done / pending / stale, hours left
     python run_experiments.py --profile scale2 --commit        # run what is missing, commit each run
@@ -37,8 +39,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = cli.make_parser("run_experiments.py", "Run the spectral-augmentation comparison and write RESULTS.md")
     p.add_argument("--profile", choices=tuple(PROFILES), default="scale2",
                    help="smoke: tiny generated data; scale2: the dissertation's data scale on a CPU, with the "
-                        "unsharp control, colour, long runs and enough seeds; scale: the first, retired sweep at "
-                        "that scale (its ledger only); paper: the dissertation's settings on a GPU")
+                        "unsharp control, colour, long runs and enough seeds; robust128: the dissertation's concat "
+                        "protocol against its matched control, Imagenette at 128 px and CIFAR-10, with robustness; "
+                        "scale: the first, retired sweep at that scale (its ledger only); paper: the dissertation's "
+                        "settings on a GPU")
     p.add_argument("--jobs", type=int, default=None, metavar="N", help="runs at once; None: the profile's")
     p.add_argument("--threads-per-job", type=int, default=None, metavar="N",
                    help="torch threads of each run; None: the profile's")
@@ -101,11 +105,25 @@ def dry_run(profile, jobs, states, runs) -> None:
 
 
 def _defaults(args, profile) -> None:
-    """Work, ledger and report folders; the smoke profile keeps all three out of the committed files."""
+    """Work, ledger, report and kept-checkpoint folders; the smoke profile keeps them all in its work folder."""
     args.work_dir = Path(args.work_dir or ROOT / "runs" / f"sweep-{profile.name}").resolve()
     scratch = profile.generated_data
     args.ledger_dir = Path(args.ledger_dir or (args.work_dir / "ledger" if scratch else ledger.DEFAULT_ROOT))
     args.report_dir = Path(args.report_dir or (args.work_dir / "report" if scratch else ROOT))
+    args.checkpoint_dir = args.work_dir / "checkpoints" if scratch else ROOT / "runs" / "checkpoints" / profile.name
+
+
+def _release(profile, dry_run: bool):
+    """The manifest of the profile's release (None: not pinned). A dry run of a release not cut yet judges the
+    ledger against the working tree, so that a new profile's plan and hours can be read before its tag exists."""
+    if not profile.release:
+        return None
+    if dry_run and not release.manifest_path(profile.release).is_file():
+        print(f"note: release {profile.release} is not cut yet (no results/releases/{profile.release}.json): the "
+              f"states below are the working tree's; before the sweep, tag the commit it runs (git tag "
+              f"{profile.release}) and python -m experiments.release {profile.release}")
+        return None
+    return release.load(profile.release)
 
 
 def main(args) -> int:
@@ -123,7 +141,7 @@ def main(args) -> int:
         raise cli.UserError(f"--only {' '.join(args.only)} matches no job of the {profile.name} profile; "
                             f"--dry-run lists them")
     if not args.report_only:
-        rel = release.load(profile.release) if profile.release else None
+        rel = _release(profile, args.dry_run)
         entries = {j.id: ledger.read_entry(ledger_root, profile.name, j.id) for j in jobs}
         states = {j.id: ledger.status(j, entries[j.id], rel) for j in jobs}
         if args.dry_run:
@@ -161,10 +179,11 @@ def _sweep(args, profile, todo, n_jobs, jobs_n) -> int:
     data = runner.prepare_data(profile, names, Path(args.data_root), work)
     ctx = runner.Context(profile, work, Path(args.ledger_dir), data, jobs_n,
                          args.threads_per_job if args.threads_per_job is not None else profile.threads, args.commit,
-                         _logger(work / "sweep.log"), {k: runner.sha256(v) for k, v in data.items()})
+                         _logger(work / "sweep.log"), {k: runner.sha256(v) for k, v in data.items()},
+                         checkpoints=args.checkpoint_dir)
     ctx.log(f"{profile.name}: {n_jobs} jobs, {n_jobs - len(todo)} already in the ledger, {len(todo)} to run, "
             f"{ctx.jobs} at a time with {ctx.threads or 'default'} threads each; work folder "
-            f"{os.path.relpath(work, ROOT)}")
+            f"{os.path.relpath(work, ROOT)}, final checkpoints kept in {os.path.relpath(args.checkpoint_dir, ROOT)}")
     return runner.sweep(todo, ctx)
 
 

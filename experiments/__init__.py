@@ -11,7 +11,9 @@ It builds on the library (:mod:`toolkit`; the staleness hash of a run's code is
 * :mod:`experiments.summary` — the ledger reduced to records (one per table row) for the report;
 * :mod:`experiments.figures` — deterministic figures of those records;
 * :mod:`experiments.report` — RESULTS.md and the README block, one function per section;
-* :mod:`experiments.throughput` — the CPU measurement that chose the ``scale`` profile's batch size;
+* :mod:`experiments.throughput` — the CPU measurement that chose the ``scale`` profile's batch size (and
+  compares memory formats and ``torch.compile``);
+* :mod:`experiments.fourier_heatmap` — trained classifiers' test error under Fourier-basis noise per frequency;
 * :mod:`experiments.seeds` — the seeds per dataset a profile needs, from a finished sweep's spread;
 * :mod:`experiments.unsharp_match` — the unsharp control's amounts, matched to the spectral perturbation size;
 * :mod:`experiments.examples` — the example grid of what each condition does to a training image.

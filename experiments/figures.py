@@ -19,7 +19,7 @@ from .profiles import CONDITIONS, LABELS
 from .stats import LAST_K
 from .summary import DatasetSummary, Row, Summary
 
-__all__ = ["accuracy", "curves", "delta", "confusion", "ablation", "COLORS"]
+__all__ = ["accuracy", "curves", "delta", "confusion", "ablation", "robustness", "COLORS"]
 
 COLORS = {c: f"C{i}" for i, c in enumerate(CONDITIONS)}
 DPI = 90
@@ -162,6 +162,35 @@ def ablation(d: DatasetSummary, path: Path) -> Optional[str]:
                        r.vs_plain) for r in rows], ["C1"] * len(rows))
         ax.set(ylabel="test accuracy (%)", title=f"{d.title}: gain range of bands 1-2 (spectral, replace)")
         ax.title.set_fontsize(9)
+        fig.tight_layout()
+        _save(fig, path)
+    return path.name
+
+
+def robustness(d: DatasetSummary, path: Path) -> Optional[str]:
+    """Δ accuracy vs plain on corrupted images, for the mean and per family: one point with its 95% CI bar per
+    condition, side by side within each group."""
+    rb = d.robustness
+    if rb is None or not rb.contrasts:
+        return None
+    groups = ("mean",) + rb.families
+    others = [row for row in rb.rows if row.key != "plain"]
+    width = 0.8 / len(others)
+    with _subplots(figsize=(1.6 + 0.35 * len(groups) * (len(others) + 1), 3.4)) as (fig, ax):
+        for i, row in enumerate(others):
+            pts = [(j - 0.4 + width * (i + 0.5), c.comparison) for j, m in enumerate(groups)
+                   if (c := rb.contrasts.get((row.key, m))) is not None and c.comparison is not None]
+            if not pts:
+                continue
+            ax.errorbar([x for x, _ in pts], [100 * k.diff for _, k in pts],
+                        yerr=[[100 * (k.diff - k.low) for _, k in pts], [100 * (k.high - k.diff) for _, k in pts]],
+                        fmt="o", ms=4, capsize=3, color=COLORS.get(row.key, f"C{len(COLORS) + i}"), label=row.label)
+        ax.axhline(0, color="0.4", lw=1)
+        ax.set_xticks(range(len(groups)), ["mean corruption" if g == "mean" else g for g in groups], fontsize=8)
+        ax.set(ylabel="Δ accuracy vs plain (points)", title=f"{d.title}: corrupted test images, Δ vs plain, 95% CI")
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
         fig.tight_layout()
         _save(fig, path)
     return path.name

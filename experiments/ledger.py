@@ -3,10 +3,11 @@
 An entry holds ``run.json`` (written here: the job's spec, the fingerprint of the code it ran, the
 data's name and sha256, the machine, when it ran and the commands, with repository-relative paths)
 and, per step, the files the scripts write that are small and say what happened:
-``args.json``, ``results.json``, ``metrics.jsonl``, the test scripts' ``metrics.json`` and
-``confusion_matrix.csv``, the GAN's ``losses.jsonl``, and one image: ``gan_test.py``'s
-``samples_spectra.png``, since a generator's result is what its samples look like. Never checkpoints,
-caches or other images.
+``args.json``, ``results.json``, ``metrics.jsonl``, the test scripts' ``metrics.json``,
+``confusion_matrix.csv`` and, with ``--robustness``, ``robustness.json``, the GAN's ``losses.jsonl``,
+and two images: ``gan_test.py``'s ``samples_spectra.png``, since a generator's result is what its
+samples look like, and the test scripts' ``robustness.png``, a small chart of the robustness
+numbers. Never checkpoints (the runner keeps those outside git), caches or other images.
 
 The runner skips a job whose entry is current, so a sweep continues on any clone that has the
 ledger; the report reads nothing else. An entry is *stale* when the code its job executes now has
@@ -34,7 +35,7 @@ __all__ = ["SMALL_FILES", "DEFAULT_ROOT", "Entry", "entry_dir", "read_entry", "s
            "record", "commit", "read_all"]
 
 SMALL_FILES = ("args.json", "results.json", "metrics.jsonl", "metrics.json", "confusion_matrix.csv", "losses.jsonl",
-               "samples_spectra.png")
+               "samples_spectra.png", "robustness.json", "robustness.png")
 DEFAULT_ROOT = REPO / "results" / "runs"
 
 

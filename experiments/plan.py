@@ -8,11 +8,15 @@ device, progress bars) are added only when the command is built, so a ledger ent
 machine is current on another.
 
 The order is the order of information (:func:`plan`): the key comparison first, plain, spectral and
-the unsharp control, seed by seed across all datasets; then crop+flip and both at those seeds; the
-colour runs, the longer runs and the GAN seeds; the extra seeds (the key conditions' first), which
-narrow the intervals; the dissertation's concat budget and the gain ablation, already answered by
-the first sweep; last the long runs marked optional. A sweep cut short after any number of sessions
-has the most informative runs.
+the unsharp control (and the dissertation's protocol with its control, where a profile has it), seed
+by seed across all datasets; then crop+flip and both at those seeds; the colour runs, the longer runs
+and the GAN seeds; the extra seeds (the key conditions' first), which narrow the intervals; the
+dissertation's concat budget and the gain ablation, already answered by the first sweep; last the
+conditions and long runs marked optional. A sweep cut short after any number of sessions has the most
+informative runs.
+
+A profile's dataset may ask for a test step after every training job (``DatasetPlan.test``, e.g. the
+robustness evaluation); otherwise the test script runs on the seed-0 checkpoints of ``confusion``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .profiles import COLOR_CONDITIONS, KEY_CONDITIONS, MAIN_GAINS, SCRIPTS, SPECTRAL, DatasetPlan, Profile
+from .profiles import (COLOR_CONDITIONS, KEY_CONDITIONS, MAIN_GAINS, PROTOCOL, SCRIPTS, SPECTRAL, SPECTRAL_CONCAT,
+                       DatasetPlan, Profile)
 
 __all__ = ["Step", "Job", "plan", "command", "select", "REPO"]
 
@@ -67,7 +72,9 @@ def _text(v) -> str:
 def _train_job(ds: DatasetPlan, condition: str, seed: int, table: str = "main", gains: str = MAIN_GAINS,
                epochs=None) -> Job:
     plain, aug, test = SCRIPTS[ds.name]
-    spectral = condition in ("spectral", "both", "concat") or table == "ablation"
+    spectral = condition in ("spectral", "both", "concat", "spectral-concat") or table == "ablation"
+    if condition in PROTOCOL:
+        epochs = ds.concat_epochs
     flags = [(f, v) for f, v in ds.budget if v is not None]
     if epochs is not None:
         flags = [(f, epochs if f == "epochs" else v) for f, v in flags]
@@ -76,15 +83,14 @@ def _train_job(ds: DatasetPlan, condition: str, seed: int, table: str = "main", 
         flags.append(("color", True))
     if condition in ("cropflip", "both"):
         flags.append(("std-aug", True))
-    if condition == "unsharp":
-        flags += ds.unsharp
+    flags += {"unsharp": ds.unsharp, "unsharp-concat": ds.protocol_unsharp}.get(condition, ())
     if spectral:
-        mode = (("spectral-mode", "concat"), ("bands", "1,2"), ("gains", gains)) if condition == "concat" else \
-            tuple((f, gains if f == "gains" else v) for f, v in SPECTRAL)
-        flags += mode
+        replace_mode = tuple((f, gains if f == "gains" else v) for f, v in SPECTRAL)
+        flags += {"concat": (("spectral-mode", "concat"), ("bands", "1,2"), ("gains", gains)),
+                  "spectral-concat": SPECTRAL_CONCAT}.get(condition, replace_mode)
     steps = [Step("train", aug if spectral else plain, tuple(flags), resumable=True)]
-    if table == "main" and condition in ds.confusion and seed == 0:
-        steps.append(Step("test", test, (), refs=(("checkpoint", "train", "checkpoint.pt"),)))
+    if ds.test is not None or (table == "main" and condition in ds.confusion and seed == 0):
+        steps.append(Step("test", test, ds.test or (), refs=(("checkpoint", "train", "checkpoint.pt"),)))
     name = {"ablation": f"gains-{gains.replace(',', '-')}", "color": f"color-{condition}",
             "long": f"{condition}-{epochs}ep"}.get(table, condition)
     return Job(f"{ds.name}/{name}/seed{seed}", ds.name, table, condition, seed, tuple(steps), gains)
@@ -138,13 +144,14 @@ def _gan_jobs(profile: Profile) -> list:
 def plan(profile: Profile) -> list:
     """The profile's jobs, most informative first (see the module docstring)."""
     sets = profile.datasets
-    key = lambda ds: tuple(c for c in ds.conditions if c in KEY_CONDITIONS)  # noqa: E731
-    rest = lambda ds: tuple(c for c in ds.conditions if c not in KEY_CONDITIONS)  # noqa: E731
+    key = lambda ds: tuple(c for c in ds.conditions if c in KEY_CONDITIONS and c not in ds.late)  # noqa: E731
+    rest = lambda ds: tuple(c for c in ds.conditions if c not in KEY_CONDITIONS and c not in ds.late)  # noqa: E731
     jobs = _seed_major(sets, lambda ds: ds.seeds, key) + _seed_major(sets, lambda ds: ds.seeds, rest)
     jobs += [j for ds in sets for j in _extra_jobs(ds, long=False)]
     jobs += _gan_jobs(profile) if profile.gan is not None else []
     jobs += _seed_major(sets, lambda ds: ds.extra_seeds, key) + _seed_major(sets, lambda ds: ds.extra_seeds, rest)
     jobs += [j for ds in sets for j in _old_budgets(ds)]
+    jobs += _seed_major(sets, lambda ds: ds.seeds, lambda ds: ds.late)
     jobs += [j for ds in sets for j in _extra_jobs(ds, long=True)]
     ids = [j.id for j in jobs]
     assert len(ids) == len(set(ids)), "two jobs of a profile share an id"

@@ -15,8 +15,24 @@ Every dataset is trained in five conditions at one budget (same images, epochs a
   help: the positive control that shows whether a budget can detect an augmentation effect at all;
 * ``both``: spectral and crop+flip.
 
-Besides these, the dissertation's own budget (``concat``: every batch trained together with its
-augmented copy, for the epochs of the dissertation's augmented scripts) and, for CIFAR-10, an
+The dissertation's protocol (``robust128``), in the main table too, for the epochs of the
+dissertation's augmented scripts (``concat_epochs``):
+
+* ``spectral-concat``: every batch trained together with its amplified copy, one gain pair per batch
+  (``--spectral-mode concat --per-batch-gains``), as the dissertation trained;
+* ``unsharp-concat``: its matched control, every batch with its unsharp-masked copy, one amount per
+  batch, matched per batch at the profile's image size (``python -m experiments.unsharp_match
+  --per-batch``: the same mean and spread over batches of the copies' perturbation size).
+
+Their plain control is ``plain`` as it is, at the main budget. Where the epochs are equal (Imagenette)
+it is exactly the identity-copy control: a batch concatenated with an unchanged copy of itself has the
+batch's mean loss, gradient and batch-norm statistics (the copies' dropout masks aside), so a copy that
+changes nothing trains plain. Where concat has half the epochs (CIFAR-10: 10 against 20, as the
+dissertation, equal images trained) plain has twice the steps, and ``unsharp-concat`` is the control
+at equal steps.
+
+Besides these, the dissertation's own budget with one gain per image (``concat``, in ``scale`` and
+``paper``; dropped from ``scale2``, superseded by ``robust128``'s protocol) and, for CIFAR-10, an
 ablation of the gain range (milder gains, and attenuation k in [0, 1), which removes fine texture);
 colour runs (``--color``, vectorial TV) of plain, spectral and crop+flip; and crop+flip and spectral +
 crop+flip at more epochs (``long``), which tells whether the combination is lower or only slower.
@@ -32,6 +48,9 @@ The profiles:
   spectral - plain at most ``margin`` wide on each side, the unsharp control, colour, long runs and
   GAN seeds; made from the release tag named by ``release``, against whose code (not the working
   tree's) its runs are judged current or stale (``experiments/release.py``).
+* ``robust128``: the dissertation's protocol against its matched control and plain, Imagenette at
+  128 px and CIFAR-10 at 32 px, every run's checkpoint also tested for robustness (``test``: common
+  corruptions and TV band edits, ``toolkit/robustness.py``); release ``results-v3``, its own report.
 * ``scale``: retired: the first sweep at that scale (60 runs, no control), kept so that its ledger
   ``results/runs/scale/`` stays readable; its runs executed release ``results-v1``.
 * ``paper``: the dissertation's exact settings (batch 20, 256 px for Flowers102 and Imagenette) on a
@@ -45,19 +64,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["CONDITIONS", "KEY_CONDITIONS", "COLOR_CONDITIONS", "LABELS", "SPECTRAL", "DatasetPlan", "GanPlan",
-           "Profile", "PROFILES", "SCRIPTS", "MATCHING"]
+__all__ = ["CONDITIONS", "PROTOCOL", "KEY_CONDITIONS", "COLOR_CONDITIONS", "LABELS", "SPECTRAL", "SPECTRAL_CONCAT",
+           "DatasetPlan", "GanPlan", "Profile", "PROFILES", "SCRIPTS", "MATCHING"]
 
 CONDITIONS = ("plain", "spectral", "unsharp", "cropflip", "both")
+PROTOCOL = ("spectral-concat", "unsharp-concat")
 # The comparisons the sweep is for; their seeds run before the others' (experiments/plan.py).
-KEY_CONDITIONS = ("plain", "spectral", "unsharp")
+KEY_CONDITIONS = ("plain", "spectral", "unsharp") + PROTOCOL
 COLOR_CONDITIONS = ("plain", "spectral", "cropflip")
 LABELS = {"plain": "plain", "spectral": "spectral", "unsharp": "unsharp mask", "cropflip": "crop+flip",
-          "both": "spectral + crop+flip", "concat": "spectral concat"}
+          "both": "spectral + crop+flip", "concat": "spectral concat",
+          "spectral-concat": "spectral concat, per batch", "unsharp-concat": "unsharp concat, per batch"}
 MATCHING = Path(__file__).resolve().parents[1] / "results" / "unsharp_matching.json"
 # The main spectral condition: the dissertation's bands and integer gains, in replace mode.
 SPECTRAL = (("spectral-mode", "replace"), ("spectral-prob", 0.5), ("bands", "1,2"), ("gains", "3,5"))
 MAIN_GAINS = "3,5"
+# The dissertation's protocol: the batch and its amplified copy, one gain pair per batch.
+SPECTRAL_CONCAT = (("spectral-mode", "concat"), ("per-batch-gains", True), ("bands", "1,2"), ("gains", MAIN_GAINS))
 
 # plain training, spectral training, test
 SCRIPTS = {
@@ -85,10 +108,17 @@ class DatasetPlan:
     long_epochs: Optional[int] = None     # crop+flip and both at these epochs too ("lower or slower")
     long_seeds: tuple = ()
     long_last: bool = False       # the long runs only when everything else is done ("if the time allows")
+    main: tuple = CONDITIONS      # the conditions trained at `budget` ("unsharp" only with `unsharp` flags)
+    protocol: tuple = ()          # PROTOCOL conditions, at concat_epochs ("unsharp-concat" only with its flags)
+    protocol_unsharp: tuple = ()  # (flag, value) of unsharp-concat, matched per batch at the budget's image size
+    late: tuple = ()              # conditions of `main` run at `seeds` only, after every other job ("if time allows")
+    test: Optional[tuple] = None  # (flag, value) of a test step after every training job; None: `confusion` only
 
     @property
     def conditions(self) -> tuple:
-        return tuple(c for c in CONDITIONS if c != "unsharp" or self.unsharp)
+        """The main table's conditions: ``main``, then ``protocol``, each unsharp one only where it is matched."""
+        matched = {"unsharp": self.unsharp, "unsharp-concat": self.protocol_unsharp}
+        return tuple(c for c in self.main + self.protocol if matched.get(c, True))
 
 
 @dataclass(frozen=True)
@@ -127,14 +157,29 @@ def _budget(subset, size, epochs, batch, lr=1e-3) -> tuple:
     return (("subset", subset), ("image-size", size), ("epochs", epochs), ("batch-size", batch), ("lr", lr))
 
 
-def _unsharp(name: str) -> tuple:
-    """The unsharp condition's flags, matched on ``name``'s training images (results/unsharp_matching.json)."""
+def _matching() -> dict:
     try:
-        m = json.loads(MATCHING.read_text())
+        return json.loads(MATCHING.read_text())
     except (OSError, ValueError) as e:
         raise RuntimeError(f"{MATCHING}: unreadable ({e}); remake it with python -m experiments.unsharp_match") from e
+
+
+def _unsharp(name: str) -> tuple:
+    """The unsharp condition's flags, matched on ``name``'s training images (results/unsharp_matching.json)."""
+    m = _matching()
     lo, hi = m["datasets"][name]["amount"]
     return (("unsharp-sigma", m["sigma"]), ("unsharp-amount", f"{lo:g},{hi:g}"), ("unsharp-prob", 0.5))
+
+
+def _unsharp_concat(name: str, size: int) -> tuple:
+    """The unsharp-concat condition's flags, matched per batch on ``name``'s training images at ``size`` px."""
+    e = _matching().get("sizes", {}).get(name, {}).get(str(size), {}).get("per-batch")
+    if e is None:
+        raise RuntimeError(f"{MATCHING}: no per-batch match of {name} at {size} px; make it with python -m "
+                           f"experiments.unsharp_match --datasets {name} --image-size {size} --per-batch")
+    lo, hi = e["amount"]
+    return (("unsharp-mode", "concat"), ("per-batch-amounts", True), ("unsharp-sigma", e["sigma"]),
+            ("unsharp-amount", f"{lo:g},{hi:g}"))
 
 
 def _dissertation_datasets(batch: int, large: int) -> tuple:
@@ -216,12 +261,14 @@ def _scale2_datasets() -> tuple:
     n = {k: max(v, MIN_SEEDS) for k, v in SEEDS_ESTIMATE.items()}
     first, extra = (0, 1, 2), lambda name: tuple(range(3, n[name]))
     base = {d.name: d for d in _dissertation_datasets(batch=128, large=64)}
+    # No concat rows (one gain per image): the robust128 profile runs the dissertation's protocol, with a control.
     return (
         replace(base["cifar10"], seeds=first, extra_seeds=extra("cifar10"), unsharp=_unsharp("cifar10"),
-                color_seeds=first, long_epochs=40, long_seeds=first, long_last=True),
-        replace(base["imagenette"], seeds=first, extra_seeds=extra("imagenette"), unsharp=_unsharp("imagenette")),
+                color_seeds=first, long_epochs=40, long_seeds=first, long_last=True, concat_seeds=()),
+        replace(base["imagenette"], seeds=first, extra_seeds=extra("imagenette"), unsharp=_unsharp("imagenette"),
+                concat_seeds=()),
         replace(base["flowers102"], seeds=first, extra_seeds=extra("flowers102"), unsharp=_unsharp("flowers102"),
-                long_epochs=60, long_seeds=first),
+                long_epochs=60, long_seeds=first, concat_seeds=()),
     )
 
 
@@ -246,6 +293,59 @@ SCALE2 = Profile(
     images_per_s=((32, 1075), (64, 300)),
 )
 
+# robust128's seeds per arm, until its own first three seeds give their spread (python -m experiments.seeds
+# --profile robust128 then estimates from plain and the protocol's two conditions): no run at 128 px exists yet, and
+# the nearest spread is scale2's Imagenette at 64 px (python -m experiments.seeds --profile scale2, 4 seeds done):
+#   imagenette: last-5 sd 0.84 points (pooled plain/spectral, 6 df), 90% upper bound 1.38 -> 6 seeds per arm
+# CIFAR-10 keeps the first three (scale2's estimate there: 3 per arm).
+ROBUST_SEEDS_ESTIMATE = {"imagenette": 6}
+
+
+def _robustness(images: int) -> tuple:
+    """The test step's flags: clean top-1 on the whole evaluation split, and robustness on ``images`` of it (the
+    15 corruptions x 5 severities and the TV band edits of toolkit/robustness.py)."""
+    return (("robustness", True), ("robustness-images", images), ("corruptions", "all"))
+
+
+def _robust128_datasets() -> tuple:
+    first = (0, 1, 2)
+    base = {d.name: d for d in _dissertation_datasets(batch=128, large=128)}
+    n = max(ROBUST_SEEDS_ESTIMATE["imagenette"], MIN_SEEDS)
+    # Robustness evaluates its subset 78 times (clean, 15 corruptions x 5 severities, 2 band edits): at 128 px one
+    # core evaluates ~32 images/s (by hand), so 500 images take ~20 min a run, a sixth of a plain run's training,
+    # left out of the --dry-run hours; CIFAR-10's 1,000 at 32 px (~800 images/s) take ~2 min.
+    return (
+        replace(base["imagenette"], seeds=first, extra_seeds=tuple(range(3, n)), main=("plain", "spectral"),
+                late=("spectral",), protocol=PROTOCOL, protocol_unsharp=_unsharp_concat("imagenette", 128),
+                concat_seeds=(), confusion=(), test=_robustness(500)),
+        replace(base["cifar10"], seeds=first, extra_seeds=(), main=("plain", "spectral", "unsharp", "cropflip"),
+                unsharp=_unsharp("cifar10"), protocol=PROTOCOL, protocol_unsharp=_unsharp_concat("cifar10", 32),
+                concat_seeds=(), ablation=(), ablation_seeds=(), confusion=(), test=_robustness(1000)),
+    )
+
+
+# Images/s of the whole machine, two 1-thread runs at once: at 128 px one run trained 21 images/s by hand
+# (ResNet-18, batch 128, one thread; 28 with --channels-last), 42 for two, but scale2's finished runs trained at
+# 0.36-0.45 of their profile's images/s (evaluation every epoch, other work on the shared machine: 392 images/s
+# at 32 px, 129-134 at 64, python run_experiments.py --profile scale2 --dry-run's rates), so about half of 42.
+# At 32 px: scale2's 392. Both make estimates only; the ledger's own runs replace them once there are some.
+ROBUST128 = Profile(
+    name="robust128",
+    description=(
+        "the dissertation's protocol against a matched control, with robustness: Imagenette 9,000 training images at "
+        "128x128 (the largest the local archive holds) for 15 epochs, plain against spectral concat (every batch "
+        "trained with its amplified copy, one gain pair per batch, as the dissertation) and unsharp concat (the same "
+        "with the unsharp mask, one amount per batch, matched per batch in perturbation size), spectral in replace "
+        "mode last; CIFAR-10 25,000 images at 32x32: plain, spectral, unsharp mask and crop+flip for 20 epochs, "
+        "spectral concat and unsharp concat for 10 (the dissertation's augmented budget). Every run's checkpoint is "
+        "tested on the full evaluation split and for robustness (15 common corruptions x 5 severities, TV bands "
+        "removed and amplified) on a fixed subset of it. Gray images, ResNet-18 with the MLP head, Adam at lr 1e-3, "
+        "batch 128; two runs at once, one thread each, as scale2"),
+    device="cpu", jobs=2, threads=1, report="RESULTS-robust.md", release="results-v3",
+    datasets=_robust128_datasets(),
+    images_per_s=((32, 392), (128, 21)),
+)
+
 PAPER = Profile(
     name="paper",
     description=(
@@ -257,4 +357,4 @@ PAPER = Profile(
     gan=GanPlan(modes=("plain", "components", "joint"), flags=(("epochs", 5),), test_flags=(("n-real", 1000),)),
 )
 
-PROFILES = {p.name: p for p in (SMOKE, SCALE2, SCALE, PAPER)}
+PROFILES = {p.name: p for p in (SMOKE, SCALE2, ROBUST128, SCALE, PAPER)}

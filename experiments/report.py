@@ -7,7 +7,7 @@ fixed order; ``python run_experiments.py --report-only`` on a fresh clone writes
 
 Every verdict is generated from the numbers by :func:`stats.verdict`: "helps" / "hurts" only with
 Welch p < 0.05, "no effect larger than X points" when the whole 95% CI lies within ±X (the profile's
-``margin``), "inconclusive" otherwise.
+``margin``), "inconclusive" otherwise; "interim" while its seeds fall short of the profile's plan.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from toolkit.io_utils import atomic_write_text, read_json
 
 from . import figures
 from .plan import REPO
-from .profiles import LABELS, MAIN_GAINS, MATCHING
-from .stats import ALPHA, LAST_K, POWER, Comparison, Spread, compare, spread
-from .summary import Contrast, DatasetSummary, GanSummary, Row, Summary
+from .profiles import LABELS, MAIN_GAINS, MATCHING, SPECTRAL, TITLES
+from .stats import ALPHA, LAST_K, POWER, SLOPE_K, Comparison, Spread, compare, end_slope, spread
+from .summary import Contrast, DatasetSummary, GanSummary, RobustnessSummary, Row, Summary
 
 __all__ = ["README_START", "README_END", "write", "render", "readme_block", "update_readme", "answer",
            "gan_answer", "verdict_line"]
@@ -30,6 +30,8 @@ __all__ = ["README_START", "README_END", "write", "render", "readme_block", "upd
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 THROUGHPUT = REPO / "results" / "throughput_cpu.json"
 EXAMPLES = REPO / "results" / "examples" / "example_grid.png"
+# Made by another script (experiments/fourier_heatmap.py) into the report's figure folder, not drawn here.
+FOURIER = "fourier_heatmap"
 
 
 # ------------------------------------------------------------------------------------- format
@@ -52,6 +54,51 @@ def _diff(c: Optional[Comparison]) -> str:
     if c is None:
         return "–"
     return f"{100 * c.diff:+.1f} [{100 * c.low:+.1f}, {100 * c.high:+.1f}]"
+
+
+def _ci(k: Comparison, margin: Optional[float]) -> str:
+    """A 95% CI in points; to two decimals where a bound lies within 0.1 point of ±``margin``, where one decimal
+    would put a bound that the verdict found inside the margin on it (or one outside it inside)."""
+    near = margin is not None and any(abs(abs(b) - margin) <= 0.001 for b in (k.low, k.high))
+    d = 2 if near else 1
+    return f"[{100 * k.low:+.{d}f}, {100 * k.high:+.{d}f}]"
+
+
+def _word(c: Contrast, note: str = "") -> str:
+    """The verdict in bold, said to be interim while its seeds fall short of the profile's plan; ``note`` goes
+    into the same parentheses."""
+    notes = [note] if note else []
+    if c.interim:
+        (na, nb), (pa, pb) = c.n, c.planned
+        seeds = f"{na}" if (na, pa) == (nb, pb) else f"{na} and {nb}" if pa == pb else f"{na} of {pa} and {nb}"
+        notes.insert(0, f"{seeds} of {pb} planned seeds")
+    return f"**{c.verdict}**" + (", interim" if c.interim else "") + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _and(words: list) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def _sizes(plans) -> str:
+    """Which image size each dataset was trained at: 'CIFAR-10 at 32 px, Imagenette and Flowers102 at 64 px'."""
+    by = {}
+    for pl in plans:
+        by.setdefault(dict(pl.budget)["image-size"], []).append(TITLES[pl.name])
+    return ", ".join(f"{_and(names)} at {size} px" for size, names in by.items())
+
+
+def _protocols(plans) -> list:
+    """The spectral protocols the datasets train, each as (title words, description)."""
+    conditions = {c for pl in plans for c in pl.conditions}
+    f, out = dict(SPECTRAL), []
+    if conditions & {"spectral", "both"}:
+        out.append((f"{f['spectral-mode']} mode at equal budget",
+                    f"{f['spectral-mode']} mode (each training image replaced by its amplified copy with probability "
+                    f"{f['spectral-prob']:g}), at the budget of plain (the same images, epochs and steps)"))
+    if "spectral-concat" in conditions:
+        out.append(("the dissertation's concat protocol", "the dissertation's concat protocol (every batch trained "
+                    "together with its amplified copy, one gain pair per batch)"))
+    return out
 
 
 def _rate(s: Spread) -> str:
@@ -89,7 +136,9 @@ def _release(s: Summary) -> list:
 def _header(s: Summary) -> list:
     p = s.profile
     c = s.counts
-    out = [f"# Results: does spectral TV augmentation help? (profile `{p.name}`)", "",
+    words = _and([w for w, _ in _protocols(p.datasets)] or ["no spectral condition"])
+    out = [f"# Results: does spectral TV augmentation help? {words[0].upper()}{words[1:]}, {_sizes(p.datasets)} "
+           f"(profile `{p.name}`)", "",
            f"Written by `python run_experiments.py --profile {p.name} --report-only` from the run ledger "
            f"`results/runs/{p.name}/`; do not edit by hand. Profile: {p.description.rstrip('.')}.", ""]
     if c["done"] == 0 and not s.runs:
@@ -181,7 +230,7 @@ def _setup(s: Summary) -> list:
             "non-spectral control (below); **crop+flip**: random crop (4 px reflect padding per 32 px) and horizontal "
             "flip, the standard augmentation and the *positive control*; **spectral + crop+flip**: both. Each seed "
             "draws its own training subset, initialisation, batches and augmentation; the evaluation images are the "
-            "same for every run.", "",
+            "same for every run.", ""] + _protocol_note([d.plan for d in s.datasets]) + [
             f"**Primary metric** (declared before the runs): each run's mean test accuracy over its last {LAST_K} "
             f"epochs (all of a shorter run), since constant-lr Adam moves test accuracy by points from one epoch to the next; the final "
             f"epoch's accuracy is the second column. Δ is the difference of the mean to plain in percentage points "
@@ -197,6 +246,18 @@ def _setup(s: Summary) -> list:
             "dissertation's solver) is measured by `bench_pock.py`: see the README's "
             "[benchmark section](README.md#benchmark-of-the-tv-engine).", ""]
     return out + _throughput_note(s.profile)
+
+
+def _protocol_note(plans: list) -> list:
+    """The dissertation's protocol and its control, for the profiles that train them in the main table."""
+    at = [f"{TITLES[pl.name]} {pl.concat_epochs}" for pl in plans if "spectral-concat" in pl.conditions]
+    if not at:
+        return []
+    return [f"The dissertation's protocol, in the same tables: **{LABELS.get('spectral-concat')}**: every batch "
+            f"trained together with its amplified copy, one gain pair drawn per batch; "
+            f"**{LABELS.get('unsharp-concat')}**: its matched control, every batch with its unsharp-masked copy, one "
+            f"amount per batch. Both train for the dissertation's augmented epochs ({', '.join(at)}), which may differ "
+            f"from plain's; their Δ is against plain at its own budget.", ""]
 
 
 def _provenance(s: Summary) -> list:
@@ -252,8 +313,7 @@ def verdict_line(c: Optional[Contrast], what: str) -> str:
     k = c.comparison
     power = (f"; with {c.n[0]} and {c.n[1]} seeds (pooled sd {100 * c.sd:.2f} points) the smallest difference "
              f"detectable at {POWER:.0%} power is {100 * c.mdd:.1f} points" if c.mdd is not None else "")
-    return (f"{what}: {100 * k.diff:+.1f} points (95% CI [{100 * k.low:+.1f}, {100 * k.high:+.1f}], Welch p = "
-            f"{_p(k.p)}): **{c.verdict}**{power}.")
+    return f"{what}: {100 * k.diff:+.1f} points (95% CI {_ci(k, c.margin)}, Welch p = {_p(k.p)}): {_word(c)}{power}."
 
 
 def _control_shown(c: Contrast) -> bool:
@@ -283,7 +343,11 @@ def _control_sentence(d: DatasetSummary) -> str:
 
 def _verdicts(d: DatasetSummary) -> list:
     lines = [("spectral", "spectral - plain"), ("unsharp", "unsharp mask - plain"),
-             ("bands", "spectral - unsharp mask (the TV bands against a perturbation of the same size)")]
+             ("bands", "spectral - unsharp mask (the TV bands against a perturbation of the same size)"),
+             ("protocol", f"{LABELS.get('spectral-concat')} - plain"),
+             ("protocol-unsharp", f"{LABELS.get('unsharp-concat')} - plain"),
+             ("protocol-bands", f"{LABELS.get('spectral-concat')} - {LABELS.get('unsharp-concat')} (the TV bands "
+                                f"against a perturbation of the same size, in the dissertation's protocol)")]
     out = [f"- {verdict_line(d.contrasts.get(k), what)}" for k, what in lines
            if k in d.contrasts or k == "spectral"]
     return out + [f"- {_control_sentence(d)}", ""]
@@ -302,6 +366,27 @@ def _still_learning_both(rows: dict) -> str:
     return " " + "; ".join(parts) + "." if parts else ""
 
 
+def _ends(rows: dict) -> tuple:
+    """The slopes of crop+flip and both over their last SLOPE_K epochs in words, and why lower is not shown yet:
+    the arms that still rise (95% CI of the slope above 0) and those with one seed (no interval)."""
+    arms = [rows[k] for k in ("cropflip", "both") if k in rows]
+    parts, why = [], []
+    for row in arms:
+        sl = end_slope([r.curve for r in row.runs])
+        if sl.low is None:
+            why.append(f"{row.label} has no interval of its slope (one seed)")
+        elif sl.rises:
+            why.append(f"{row.label} still rises at the end (the 95% CI of its slope lies above 0)")
+        if sl.mean is not None:
+            parts.append(f"{row.label} {100 * sl.mean:+.2f} points/epoch" + (
+                f" (95% CI [{100 * sl.low:+.2f}, {100 * sl.high:+.2f}], {sl.n} seeds)" if sl.low is not None else ""))
+    window = [e for e, _ in arms[0].runs[0].curve[-SLOPE_K:]] if arms and arms[0].runs[0].curve else []
+    span = f"epochs {window[0]}-{window[-1]}" if len(window) > 1 else "the last epochs"
+    text = (f"the slopes of test accuracy over {span} (least squares per seed; mean and 95% t interval over seeds) "
+            f"are {'; '.join(parts)}") if parts else "no curve gives a slope"
+    return text, why
+
+
 def _lower_or_slower(d: DatasetSummary) -> list:
     both = d.contrasts.get("both")
     if both is None:
@@ -312,7 +397,8 @@ def _lower_or_slower(d: DatasetSummary) -> list:
            f"- at {f['epochs']} epochs: " + verdict_line(both, "spectral + crop+flip - crop+flip")
            + _still_learning_both(rows)]
     if not d.long:
-        return out + ["", "Not yet run at more epochs, so it is open whether the combination is lower or slower.", ""]
+        return out + ["", f"Not yet run at more epochs, so it is open whether the combination is lower or slower; "
+                          f"at {f['epochs']} epochs, {_ends(rows)[0]}.", ""]
     lrows = {r.key: r for r in d.long}
     e2 = d.plan.long_epochs
     out += [f"- at {e2} epochs: " + verdict_line(d.long_contrast, "spectral + crop+flip - crop+flip")
@@ -325,8 +411,13 @@ def _lower_or_slower(d: DatasetSummary) -> list:
             out.append(f"| {r.label} | {r.acc.n} | {r.runs[0].epochs} | {_pm(r.acc)} | {_pm(r.final)} |")
     out.append("")
     short, long = both.verdict, d.long_contrast.verdict if d.long_contrast else "no answer yet"
-    if long == "hurts":
-        word = f"**lower**: spectral + crop+flip stays below crop+flip at {e2} epochs"
+    ends, why = _ends(lrows)
+    if long == "hurts" and not why:
+        word = (f"**lower**: spectral + crop+flip stays below crop+flip at {e2} epochs, and neither arm still "
+                f"rises: {ends}")
+    elif long == "hurts":
+        word = (f"**below at {e2} epochs; lower or slower still open**: {'; '.join(why)}, so more epochs may yet "
+                f"change the gap; {ends}")
     elif short == "hurts" and long != "no answer yet":
         word = (f"**slower**, not lower: the gap at {f['epochs']} epochs is gone at {e2} epochs ({long})"
                 if long != "inconclusive" else
@@ -335,6 +426,87 @@ def _lower_or_slower(d: DatasetSummary) -> list:
     else:
         word = f"at {f['epochs']} epochs {short}, at {e2} epochs {long}"
     return out + [f"Which it was: {word}.", ""]
+
+
+def _metric(m: str, rb: RobustnessSummary) -> str:
+    """A robustness metric's column name: a band setting such as removed_k0 reads 'bands removed, k = 0'."""
+    what, sep, k = m.rpartition("_k")
+    if m in rb.bands and sep:
+        return f"bands {what}, k = {k}"
+    return {"clean": "clean", "mean": "mean corruption"}.get(m, m)
+
+
+def _robust_setup(d: DatasetSummary) -> str:
+    rb = d.robustness
+    first = rb.rows[0].runs[0].robustness
+    fams = "; ".join(f"{fam}: {', '.join(n for n, f, _ in first.corruptions if f == fam)}" for fam in rb.families)
+    sets = "; ".join(f"{n:,} images of the '{split}' split (drawn with seed {seed}) at {size} px, corrupted by "
+                     f"{lib} at severities 1-{sev}" for n, split, seed, size, lib, sev in rb.settings)
+    bands = "; ".join(_metric(b, rb) for b in rb.bands)
+    return (f"Each run's checkpoint tested again ({rb.runs} runs, `test/robustness.json` in the ledger): clean and "
+            f"under common corruptions on {sets}, and with its TV bands modified ({bands or 'none'}). The families "
+            f"({fams}) average their corruptions over every severity; *mean corruption* averages every included "
+            f"corruption and severity. Accuracy in %, mean ± std over seeds; Δ vs plain in points with its 95% CI "
+            f"and Welch p, and the verdict by the rules above.")
+
+
+def _robust_delta(rb: RobustnessSummary) -> list:
+    """Δ vs plain per metric (rows) and condition (columns), each cell with its CI, p and verdict."""
+    others = [row for row in rb.rows if row.key != "plain"]
+    if not rb.contrasts:
+        return ["No Δ vs plain yet: plain and each condition need two seeds with a robustness measurement.", ""]
+    out = ["| Δ vs plain, points [95% CI], Welch p: verdict | " + " | ".join(r.label for r in others) + " |",
+           "|---|" + "---|" * len(others)]
+    for m in rb.metrics:
+        cells = []
+        for row in others:
+            c = rb.contrasts.get((row.key, m))
+            k = c.comparison if c is not None else None
+            cells.append("–" if k is None else
+                         f"{100 * k.diff:+.1f} {_ci(k, c.margin)}, p {_p(k.p)}: **{c.verdict}**")
+        out.append(f"| {_metric(m, rb)} | " + " | ".join(cells) + " |")
+    short = [f"{row.label} {len(row.runs)} of {row.planned}" for row in rb.rows if len(row.runs) < row.planned]
+    if short and rb.contrasts:
+        out += ["", f"Interim: verdicts from fewer seeds than planned ({', '.join(short)})."]
+    return out + [""]
+
+
+def _robustness(d: DatasetSummary, fig: Optional[str]) -> list:
+    rb = d.robustness
+    if rb is None:
+        return []
+    out = ["### Robustness: corrupted and band-modified test images", "", _robust_setup(d), "",
+           "| condition | seeds | " + " | ".join(_metric(m, rb) + " %" for m in rb.metrics) + " |",
+           "|---|---:|" + "---:|" * len(rb.metrics)]
+    for row in rb.rows:
+        out.append(f"| {row.label} | {len(row.runs)} | "
+                   + " | ".join(_pm(row.acc[m]) if m in row.acc else "–" for m in rb.metrics) + " |")
+    out += [""] + _robust_delta(rb)
+    out += [f"- {verdict_line(rb.contrasts.get((row.key, 'mean')), f'Mean corruption accuracy, {row.label} - plain')}"
+            for row in rb.rows if row.key != "plain"]
+    if rb.left_out:
+        out += ["", "Corruptions left out: " + "; ".join(f"{name} ({why}; {k} of {rb.runs} runs)"
+                                                        for name, why, k in rb.left_out) + "."]
+    out.append("")
+    return out + ([f"![{d.title} robustness, Δ vs plain per corruption family]({fig})", ""] if fig else [])
+
+
+def _fourier(fig: Optional[str], data: Optional[dict]) -> list:
+    """The Fourier heat map that ``python -m experiments.fourier_heatmap`` makes, with one sentence from its JSON
+    (``{"norm", "images", "conditions": {label: {"error": [[...]], "clean_error"}}, ...}``, errors as fractions)."""
+    if not fig or not data:
+        return []
+    words = []
+    for name, c in data["conditions"].items():
+        e = [v for line in c["error"] for v in line if v == v]        # v == v: skips a frequency left NaN
+        if e:
+            clean = f"clean {100 * c['clean_error']:.1f}%, " if c.get("clean_error") is not None else ""
+            words.append(f"{LABELS.get(name, name)} {100 * sum(e) / len(e):.1f}% ({clean}highest {100 * max(e):.1f}%)")
+    scale = f" ({data['norm_scale']})" if data.get("norm_scale") else ""
+    return ["## Fourier heat map", "", f"![Fourier heat map]({fig})", "",
+            f"Test error under an additive Fourier-basis perturbation of L2 norm {data['norm']:g}{scale}, one "
+            f"frequency at a time, on {data['images']:,} test images (`python -m experiments.fourier_heatmap`), "
+            f"averaged over the map's frequencies: {', '.join(words)}.", ""]
 
 
 def _color(d: DatasetSummary) -> list:
@@ -420,7 +592,8 @@ def _dataset(d: DatasetSummary, figs: dict) -> list:
     for kind, alt in (("curves", "learning curves"), ("delta", "spectral - plain per epoch")):
         if figs.get(kind):
             out += [f"![{d.title} {alt}]({figs[kind]})", ""]
-    out += _lower_or_slower(d) + _color(d) + _concat(d) + _confusion(d, figs.get("confusion"))
+    out += _lower_or_slower(d) + _robustness(d, figs.get("robustness")) + _color(d) + _concat(d)
+    out += _confusion(d, figs.get("confusion"))
     return out + _ablation(d, figs.get("ablation"))
 
 
@@ -515,17 +688,28 @@ def answer(d: DatasetSummary) -> str:
         return "no answer yet (spectral and plain need two finished seeds each)."
     k = c.comparison
     out = (f"spectral - plain on the last-{LAST_K}-epoch test accuracy is {100 * k.diff:+.1f} points "
-           f"(95% CI [{100 * k.low:+.1f}, {100 * k.high:+.1f}], Welch p = {_p(k.p)}): **{c.verdict}**")
-    if c.mdd is not None:
-        out += f" (smallest difference detectable at {POWER:.0%} power: {100 * c.mdd:.1f} points)"
+           f"(95% CI {_ci(k, c.margin)}, Welch p = {_p(k.p)}): "
+           + _word(c, f"smallest difference detectable at {POWER:.0%} power: {100 * c.mdd:.1f} points"
+                   if c.mdd is not None else ""))
     b = d.contrasts.get("bands")
     if b is not None and b.comparison is not None:
         out += (f"; against the unsharp mask of the same perturbation size {100 * b.comparison.diff:+.1f} points "
-                f"(95% CI [{100 * b.comparison.low:+.1f}, {100 * b.comparison.high:+.1f}]): **{b.verdict}**")
+                f"(95% CI {_ci(b.comparison, b.margin)}): {_word(b)}")
     ctl = d.contrasts.get("control")
     if ctl is not None and ctl.comparison is not None and not _control_shown(ctl):
         out += f"; crop+flip ({100 * ctl.comparison.diff:+.1f} points) {_CONTROL_NOT_SHOWN}"
     return out + "."
+
+
+def _holds(done: list) -> str:
+    """What the answers hold for: the protocols tested and each dataset's image size; and what they do not."""
+    plans = [d.plan for d in done]
+    other = [] if any("spectral-concat" in pl.conditions for pl in plans) else ["concatenated batches"]
+    if max(dict(pl.budget)["image-size"] for pl in plans) < 256:
+        other.append("256 px images")
+    return (f"Each answer holds for the protocol tested, the spectral augmentation in "
+            f"{_and([d for _, d in _protocols(plans)] or ['no spectral condition'])}, and for the image size it "
+            f"names ({_sizes(plans)})" + (f"; the dissertation's {_and(other)} are other settings." if other else "."))
 
 
 def _closing(s: Summary) -> list:
@@ -536,19 +720,22 @@ def _closing(s: Summary) -> list:
                       for d in done if any(r.key == "plain" for r in d.main))
     return ["## Closing note", "",
             f"The current runs took {_duration(s.wall_seconds)} of wall-clock time ({s.counts['done']} of "
-            f"{s.planned} jobs). Training images/s per run (plain, mean over seeds): {rates}.", ""] + \
-        [f"- {d.title}: {answer(d)}" for d in done] + \
+            f"{s.planned} jobs). Training images/s per run (plain, mean over seeds): {rates}.", "",
+            _holds(done), ""] + \
+        [f"- {d.title} ({_flags(d)['image-size']} px): {answer(d)}" for d in done] + \
         ([f"- GAN on CelebA faces: {gan_answer(s.gan)}"] if s.gan is not None else []) + [""]
 
 
-def render(s: Summary, figs: dict) -> str:
-    """RESULTS.md as text; ``figs`` maps (dataset or None, kind) to a figure's repository-relative path."""
+def render(s: Summary, figs: dict, fourier: Optional[dict] = None) -> str:
+    """RESULTS.md as text; ``figs`` maps (dataset or None, kind) to a figure's repository-relative path;
+    ``fourier``: the Fourier heat map's JSON where its figure is in ``figs``."""
     lines = _header(s)
     if figs.get((None, "accuracy")):
         lines += [f"![test accuracy per condition]({figs[(None, 'accuracy')]})", ""]
     lines += _setup(s) + _provenance(s)
     for d in s.datasets:
         lines += _dataset(d, {k: v for (ds, k), v in figs.items() if ds == d.name})
+    lines += _fourier(figs.get((None, "fourier")), fourier)
     lines += _gan(s, figs.get((None, "gan"))) + _stale(s) + _closing(s)
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -593,13 +780,15 @@ def _figures(s: Summary, folder: Path, rel: str) -> dict:
     """Draw every figure into ``folder`` (emptied of old ones first); their paths as the report links them."""
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.png"):
-        old.unlink()
+        if old.stem != FOURIER:
+            old.unlink()
     figs = {(None, "accuracy"): figures.accuracy(s, folder / "accuracy.png")}
     for d in s.datasets:
         figs[(d.name, "curves")] = figures.curves(d, folder / f"{d.name}_curves.png")
         figs[(d.name, "delta")] = figures.delta(d, folder / f"{d.name}_delta.png")
         figs[(d.name, "confusion")] = figures.confusion(d, folder / f"{d.name}_confusion.png")
         figs[(d.name, "ablation")] = figures.ablation(d, folder / f"{d.name}_ablation.png")
+        figs[(d.name, "robustness")] = figures.robustness(d, folder / f"{d.name}_robustness.png")
     return {k: f"{rel}/{v}" for k, v in figs.items() if v}
 
 
@@ -611,8 +800,12 @@ def write(s: Summary, out_dir: Path) -> list:
     if s.gan is not None and s.gan.figure is not None:
         # linked where the ledger keeps it rather than copied: the image is a run's output, not drawn here
         figs[(None, "gan")] = Path(os.path.relpath(s.gan.figure, out_dir)).as_posix()
-    atomic_write_text(out_dir / s.profile.report, render(s, figs))
-    written = [s.profile.report] + sorted({v for k, v in figs.items() if k != (None, "gan")})
+    heat = out_dir / rel / FOURIER
+    fourier = read_json(heat.with_suffix(".json")) if heat.with_suffix(".png").is_file() else None
+    if fourier:
+        figs[(None, "fourier")] = f"{rel}/{FOURIER}.png"
+    atomic_write_text(out_dir / s.profile.report, render(s, figs, fourier))
+    written = [s.profile.report] + sorted({v for k, v in figs.items() if k not in ((None, "gan"), (None, "fourier"))})
     if s.profile.readme and update_readme(out_dir / "README.md", readme_block(s)):
         written.append("README.md")
     return written

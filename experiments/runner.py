@@ -5,6 +5,12 @@ Work folders (checkpoints, logs, caches) live in the git-ignored ``--work-dir``
 (decoded images, spectral bands). A job interrupted half-way continues: a step that finished is
 not run again, a step that left a checkpoint continues with ``--resume``. A work folder made by
 other code or settings than the job's now is deleted first, so no result mixes code versions.
+
+When a job finishes, its final checkpoints are kept outside git in ``Context.checkpoints``
+(``runs/checkpoints/<profile>/<job id>/<step>.pt``, e.g. ``.../imagenette/plain/seed0/train.pt``; the
+smoke profile's in its work folder), each copied atomically, so that a later evaluation of a run (a
+test script's ``--checkpoint``) needs no retraining, even after its work folder is cleared; the
+ledger never holds checkpoints.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class Context:
     commit: bool = False
     log: Callable = print
     data_sha: dict = field(default_factory=dict)
+    checkpoints: Optional[Path] = None      # where finished jobs' final checkpoints are kept (None: not kept)
 
     def cache(self) -> Path:
         return self.work / "cache"
@@ -136,11 +143,24 @@ def _last_line(path: Path) -> str:
     return lines[-1][:200] if lines else ""
 
 
+def _keep_checkpoints(job: Job, ctx: Context, folder: Path) -> None:
+    """Copy each resumable step's final checkpoint.pt to ``ctx.checkpoints/<job id>/<step>.pt``; a reader sees
+    the old file or the new one, never half a copy (it may be evaluating the last sweep's)."""
+    if ctx.checkpoints is None:
+        return
+    for step in job.steps:
+        src = folder / step.name / "checkpoint.pt"
+        if step.resumable and src.is_file():
+            io_utils.atomic_write(Path(ctx.checkpoints) / job.id / f"{step.name}.pt",
+                                  lambda tmp, src=src: shutil.copyfile(src, tmp))
+
+
 def run_job(job: Job, ctx: Context) -> dict:
     """Run a job's steps in its work folder; returns its run.json (raises :class:`JobFailed`)."""
     fp, files = fingerprint(job.scripts)
     folder = _job_folder(job, ctx, fp)
     steps = [_run_step(job, step, ctx, folder) for step in job.steps]
+    _keep_checkpoints(job, ctx, folder)
     data = ctx.data.get(job.dataset)
     return {"id": job.id, "profile": ctx.profile.name, "dataset": job.dataset, "table": job.table,
             "condition": job.condition, "seed": job.seed, "gains": job.gains, "spec": job.spec(),
@@ -206,7 +226,8 @@ def release_tags(files=(), repo: Path = REPO) -> list:
 def _images_trained(flags: dict) -> Optional[int]:
     if flags.get("subset") is None or flags.get("epochs") is None:
         return None
-    return int(flags["subset"]) * int(flags["epochs"]) * (2 if flags.get("spectral-mode") == "concat" else 1)
+    concat = "concat" in (flags.get("spectral-mode"), flags.get("unsharp-mode"))
+    return int(flags["subset"]) * int(flags["epochs"]) * (2 if concat else 1)
 
 
 def measured_rates(runs: list) -> dict:

@@ -14,8 +14,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
-__all__ = ["Spread", "Comparison", "spread", "compare", "ALPHA", "LAST_K", "POWER", "last_mean", "pooled_sd",
-           "min_detectable_difference", "seeds_for_half_width", "sd_upper_bound", "verdict"]
+__all__ = ["Spread", "Comparison", "Interval", "spread", "compare", "ALPHA", "LAST_K", "POWER", "SLOPE_K", "last_mean",
+           "pooled_sd", "min_detectable_difference", "seeds_for_half_width", "sd_upper_bound", "verdict", "slope",
+           "mean_interval", "end_slope"]
 
 ALPHA = 0.05
 
@@ -139,3 +140,48 @@ def verdict(c: Optional[Comparison], margin: float) -> str:
     if -margin <= c.low and c.high <= margin:
         return f"no effect larger than {100 * margin:g} points"
     return "inconclusive"
+
+
+# ------------------------------------------------------------------- is a curve still rising at its end?
+
+SLOPE_K = 10
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over seeds and its t-based confidence interval (bounds None with fewer than two values)."""
+    n: int
+    mean: Optional[float]
+    low: Optional[float]
+    high: Optional[float]
+
+    @property
+    def rises(self) -> Optional[bool]:
+        """True when the whole interval lies above 0; None when there is no interval."""
+        return None if self.low is None else self.low > 0
+
+
+def slope(points: Sequence[tuple]) -> Optional[float]:
+    """The least-squares slope of ``(x, y)`` points; None with fewer than two distinct x."""
+    xs, ys = [float(x) for x, _ in points], [float(y) for _, y in points]
+    if len(set(xs)) < 2:
+        return None
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+
+
+def mean_interval(xs: Sequence[float], confidence: float = 0.95) -> Interval:
+    """The mean of ``xs`` with its t interval (n - 1 degrees of freedom)."""
+    from scipy import stats
+    s = spread(xs)
+    if s.sd is None:
+        return Interval(s.n, s.mean, None, None)
+    half = float(stats.t.ppf(0.5 + confidence / 2, s.n - 1)) * s.sd / math.sqrt(s.n)
+    return Interval(s.n, s.mean, s.mean - half, s.mean + half)
+
+
+def end_slope(curves: Sequence[Sequence[tuple]], k: int = SLOPE_K) -> Interval:
+    """Per seed, the least-squares slope of its last ``k`` (epoch, accuracy) points; over seeds, their mean and
+    95% t interval. A curve whose interval lies above 0 is still rising when the run stops: a gap measured
+    there may yet close, so it does not show that one arm ends lower."""
+    return mean_interval([s for c in curves if (s := slope(list(c)[-k:])) is not None])

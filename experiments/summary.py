@@ -6,7 +6,8 @@ statistics; stale and unplanned ones are kept apart, so a table never mixes code
 Accuracies are compared on the primary metric, each run's mean test accuracy over its last
 ``stats.LAST_K`` epochs, declared before the runs; the final epoch's accuracy is kept beside it. A
 :class:`Contrast` is one difference the report answers (spectral - plain, spectral - unsharp, ...):
-the Welch comparison on both metrics, the generated verdict and the power line.
+the Welch comparison on both metrics, the generated verdict and the power line. Runs whose test step
+measured robustness (``test/robustness.json``) also give a :class:`RobustnessSummary` per dataset.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import csv
 import datetime
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -27,7 +29,31 @@ from .profiles import COLOR_CONDITIONS, CONDITIONS, LABELS, MAIN_GAINS, TITLES, 
 from .stats import (LAST_K, Comparison, Spread, compare, last_mean, min_detectable_difference, pooled_sd, spread,
                     verdict)
 
-__all__ = ["RunRecord", "Row", "Contrast", "DatasetSummary", "GanSummary", "Summary", "summarize", "contrast"]
+__all__ = ["RunRecord", "Row", "Contrast", "Robustness", "RobustRow", "RobustnessSummary", "DatasetSummary",
+           "GanSummary", "Summary", "summarize", "contrast"]
+
+
+@dataclass(frozen=True)
+class Robustness:
+    """One run's ``test/robustness.json``: its checkpoint on a fixed subset of the test images, clean, under
+    common corruptions and with its TV bands modified (accuracies as fractions, lists in the file's order)."""
+    images: int
+    subset_seed: int
+    split: str
+    image_size: int
+    library: str
+    clean: float
+    mean: float                        # over the included corruptions and severities
+    families: tuple                    # (family, accuracy)
+    bands: tuple                       # (name such as removed_k0, accuracy)
+    corruptions: tuple                 # (name, family, accuracy per severity)
+    left_out: tuple                    # (corruption, reason)
+    seconds: tuple                     # (what, seconds)
+
+    @property
+    def metrics(self) -> dict:
+        """Every accuracy the report compares, by metric name: clean, mean, each family, each band setting."""
+        return {"clean": self.clean, "mean": self.mean, **dict(self.families), **dict(self.bands)}
 
 
 @dataclass(frozen=True)
@@ -59,6 +85,7 @@ class RunRecord:
     release: tuple = ()                # the git tags on the commit the run started from
     vectorial_tv: Optional[bool] = None  # args.json: spectral runs with --color decompose with vectorial TV
     resumed: bool = False              # a step resumed from a checkpoint: ``seconds`` times its last attempt only
+    robustness: Optional[Robustness] = None   # test/robustness.json, where the profile evaluates it
 
     @property
     def primary(self) -> Optional[float]:
@@ -99,6 +126,36 @@ class Contrast:
     n: tuple                           # seeds of a and b
     sd: Optional[float]                # pooled standard deviation of the primary metric
     mdd: Optional[float]               # smallest difference detectable at 80% power, two-sided 0.05
+    planned: Optional[tuple] = None    # seeds of a and b the profile plans
+    margin: Optional[float] = None     # the verdict's "no effect larger than" margin
+
+    @property
+    def interim(self) -> bool:
+        """Drawn from fewer seeds than planned: the seeds still to come may change the verdict."""
+        return self.planned is not None and any(n < p for n, p in zip(self.n, self.planned))
+
+
+@dataclass(frozen=True)
+class RobustRow:
+    """One condition's robustness measurements: per metric (:attr:`Robustness.metrics`) the values over seeds."""
+    key: str
+    label: str
+    runs: tuple                        # RunRecords with a robustness measurement
+    values: dict                       # metric -> tuple of accuracies, one per run
+    acc: dict                          # metric -> Spread
+    planned: int = 0                   # seeds the profile plans for the condition
+
+
+@dataclass(frozen=True)
+class RobustnessSummary:
+    metrics: tuple                     # clean, mean, the families, the band settings, in the files' order
+    families: tuple
+    bands: tuple
+    rows: tuple                        # RobustRows, in the order of the main table
+    contrasts: dict                    # (condition, metric) -> Contrast of condition - plain
+    left_out: tuple                    # (corruption, reason, runs that left it out)
+    runs: int
+    settings: tuple                    # distinct (images, split, subset seed, image size, library, severities)
 
 
 @dataclass(frozen=True)
@@ -109,7 +166,8 @@ class DatasetSummary:
     main: tuple                        # Rows of CONDITIONS that have runs
     concat: Optional[Row]
     ablation: tuple                    # Rows by gain range, the main spectral condition included
-    contrasts: dict                    # name -> Contrast: spectral, unsharp, bands (spectral - unsharp), control, both
+    contrasts: dict                    # name -> Contrast: spectral, unsharp, bands (spectral - unsharp), control, both,
+                                       # protocol, protocol-unsharp, protocol-bands (the concat conditions)
     curves: dict                       # condition -> (epochs, means, sds)
     confusion: tuple                   # RunRecords with a confusion matrix
     counts: dict                       # done / pending / stale jobs of the plan
@@ -118,6 +176,7 @@ class DatasetSummary:
     color_contrast: Optional[Contrast] = None
     long: tuple = ()                   # Rows of crop+flip and both at long_epochs
     long_contrast: Optional[Contrast] = None
+    robustness: Optional[RobustnessSummary] = None
 
 
 @dataclass(frozen=True)
@@ -165,6 +224,17 @@ def _confusion(path: Path) -> Optional[tuple]:
     return tuple(rows[0][1:]), tuple(tuple(int(v) for v in r[1:]) for r in rows[1:])
 
 
+def _robustness(path: Path) -> Optional[Robustness]:
+    r = read_json(path)
+    if not r:
+        return None
+    return Robustness(
+        r["images"], r["subset_seed"], r["split"], r["image_size"], r["library"], r["clean"],
+        r["mean_corruption_accuracy"], tuple(r["families"].items()), tuple(r.get("bands", {}).items()),
+        tuple((k, v["family"], tuple(v["accuracy"])) for k, v in r["corruptions"].items()),
+        tuple(r.get("left_out", {}).items()), tuple(r.get("seconds", {}).items()))
+
+
 def _record(e: ledger.Entry) -> RunRecord:
     run = e.run
     res = read_json(e.path / "train" / "results.json") or {}
@@ -184,7 +254,8 @@ def _record(e: ledger.Entry) -> RunRecord:
         confusion=_confusion(e.path / "test" / "confusion_matrix.csv"),
         test_top1=test.get("top1") if test else None, release=tuple(run.get("release") or ()),
         vectorial_tv=(read_json(e.path / "train" / "args.json") or {}).get("vectorial_tv"),
-        resumed=any(step.get("resumed") for step in run.get("steps", ())))
+        resumed=any(step.get("resumed") for step in run.get("steps", ())),
+        robustness=_robustness(e.path / "test" / "robustness.json"))
 
 
 def _row(key: str, label: str, runs: list, plain: list) -> Row:
@@ -196,16 +267,52 @@ def _row(key: str, label: str, runs: list, plain: list) -> Row:
                compare(finals, [r.test_acc for r in plain]) if vs else None)
 
 
-def contrast(a: Optional[Row], b: Optional[Row], margin: float) -> Optional[Contrast]:
-    """``a - b`` of two rows (None when either has no runs)."""
-    if a is None or b is None:
-        return None
-    xa, xb = [r.primary for r in a.runs], [r.primary for r in b.runs]
+def _contrast(a: str, b: str, xa: list, xb: list, margin: float, planned: Optional[tuple],
+              final: Optional[Comparison] = None) -> Contrast:
     c = compare(xa, xb)
     sd = pooled_sd(xa, xb)
     mdd = min_detectable_difference(sd, len(xa), len(xb)) if sd and len(xa) + len(xb) > 2 else None
-    return Contrast(a.key, b.key, c, compare([r.test_acc for r in a.runs], [r.test_acc for r in b.runs]),
-                    verdict(c, margin), (len(xa), len(xb)), sd, mdd)
+    return Contrast(a, b, c, final, verdict(c, margin), (len(xa), len(xb)), sd, mdd, planned, margin)
+
+
+def contrast(a: Optional[Row], b: Optional[Row], margin: float, planned: Optional[dict] = None) -> Optional[Contrast]:
+    """``a - b`` of two rows on the primary metric (None when either has no runs); ``planned``: seeds the
+    profile plans per condition of their table."""
+    if a is None or b is None:
+        return None
+    return _contrast(a.key, b.key, [r.primary for r in a.runs], [r.primary for r in b.runs], margin,
+                     (planned.get(a.key, 0), planned.get(b.key, 0)) if planned is not None else None,
+                     compare([r.test_acc for r in a.runs], [r.test_acc for r in b.runs]))
+
+
+def _robust(main: tuple, margin: float, planned: dict) -> Optional[RobustnessSummary]:
+    """The robustness measurements of the main table's runs that have one, per condition, against plain."""
+    rows = []
+    for row in main:
+        runs = tuple(r for r in row.runs if r.robustness is not None)
+        if runs:
+            values = {}
+            for r in runs:
+                for m, v in r.robustness.metrics.items():
+                    values.setdefault(m, []).append(v)
+            rows.append(RobustRow(row.key, row.label, runs, {m: tuple(v) for m, v in values.items()},
+                                  {m: spread(v) for m, v in values.items()}, planned.get(row.key, 0)))
+    if not rows:
+        return None
+    every = [r.robustness for row in rows for r in row.runs]
+    families = tuple(dict.fromkeys(f for x in every for f, _ in x.families))
+    bands = tuple(dict.fromkeys(b for x in every for b, _ in x.bands))
+    metrics = ("clean", "mean") + families + bands
+    plain = next((row for row in rows if row.key == "plain"), None)
+    contrasts = {(row.key, m): _contrast(row.key, "plain", list(row.values[m]), list(plain.values[m]), margin,
+                                         (planned.get(row.key, 0), planned.get("plain", 0)))
+                 for row in rows if plain is not None and row is not plain for m in metrics
+                 if m in row.values and m in plain.values}
+    left = Counter(pair for x in every for pair in x.left_out)
+    settings = tuple(dict.fromkeys((x.images, x.split, x.subset_seed, x.image_size, x.library,
+                                    max((len(a) for _, _, a in x.corruptions), default=0)) for x in every))
+    return RobustnessSummary(metrics, families, bands, tuple(rows), contrasts,
+                             tuple((n, why, k) for (n, why), k in left.items()), len(every), settings)
 
 
 def _curves(rows: tuple) -> dict:
@@ -238,12 +345,14 @@ def _delta_curve(a: Optional[Row], b: Optional[Row]) -> tuple:
 def _rows(cur: list, table: str, conditions, plain_of) -> tuple:
     by = {c: [r for r in cur if r.table == table and r.condition == c] for c in conditions}
     plain = by.get("plain") if plain_of is None else plain_of
-    return tuple(_row(c, LABELS[c], rs, plain) for c, rs in by.items() if rs)
+    return tuple(_row(c, LABELS.get(c, c), rs, plain) for c, rs in by.items() if rs)
 
 
-def _dataset(ds: DatasetPlan, runs: list, statuses: list, margin: float) -> DatasetSummary:
+def _dataset(ds: DatasetPlan, runs: list, jobs: list, statuses: list, margin: float) -> DatasetSummary:
     cur = [r for r in runs if r.dataset == ds.name and r.status == "current" and r.test_acc is not None]
-    main = _rows(cur, "main", CONDITIONS, None)
+    # Conditions a newer profile adds (the report takes the rows there are) come after the known ones.
+    main = _rows(cur, "main", CONDITIONS + tuple(dict.fromkeys(r.condition for r in cur if r.table == "main"
+                                                              and r.condition not in CONDITIONS)), None)
     plain = next((row.runs for row in main if row.key == "plain"), ())
     concat_runs = [r for r in cur if r.table == "concat"]
     concat = _row("concat", LABELS["concat"], concat_runs, list(plain)) if concat_runs else None
@@ -255,18 +364,27 @@ def _dataset(ds: DatasetPlan, runs: list, statuses: list, margin: float) -> Data
         ablation = tuple(_row(g, g, rs, list(plain)) for g, rs in by_gains if rs)
     get = {row.key: row for row in main}
     pairs = {"spectral": ("spectral", "plain"), "unsharp": ("unsharp", "plain"), "bands": ("spectral", "unsharp"),
-             "control": ("cropflip", "plain"), "both": ("both", "cropflip")}
-    contrasts = {k: c for k, (a, b) in pairs.items() if (c := contrast(get.get(a), get.get(b), margin)) is not None}
+             "control": ("cropflip", "plain"), "both": ("both", "cropflip"),
+             "protocol": ("spectral-concat", "plain"), "protocol-unsharp": ("unsharp-concat", "plain"),
+             "protocol-bands": ("spectral-concat", "unsharp-concat")}
+    # Seeds planned per condition of each table, from the plan itself (some conditions run fewer seeds).
+    count = Counter((j.table, j.condition) for j in jobs)
+    planned = {t: {c: n for (table, c), n in count.items() if table == t} for t in ("main", "color", "long")}
+    contrasts = {k: c for k, (a, b) in pairs.items()
+                 if (c := contrast(get.get(a), get.get(b), margin, planned["main"])) is not None}
     color = _rows(cur, "color", COLOR_CONDITIONS, None)
     cget = {row.key: row for row in color}
     long = _rows(cur, "long", ("cropflip", "both"), ())
     lget = {row.key: row for row in long}
     counts = {s: sum(1 for st in statuses if st == s) for s in ("done", "pending", "stale")}
     return DatasetSummary(ds.name, TITLES[ds.name], ds, main, concat, ablation, contrasts, _curves(main),
-                          tuple(r for r in cur if r.confusion is not None), counts,
+                          # a profile that tests every run still draws only the seed-0 matrices it names
+                          tuple(r for r in cur if r.confusion is not None and r.table == "main"
+                                and r.condition in ds.confusion and r.seed == 0), counts,
                           _delta_curve(get.get("spectral"), get.get("plain")), color,
-                          contrast(cget.get("spectral"), cget.get("plain"), margin), long,
-                          contrast(lget.get("both"), lget.get("cropflip"), margin))
+                          contrast(cget.get("spectral"), cget.get("plain"), margin, planned["color"]), long,
+                          contrast(lget.get("both"), lget.get("cropflip"), margin, planned["long"]),
+                          _robust(main, margin, planned["main"]))
 
 
 def _wall_seconds(runs: list) -> float:
@@ -321,7 +439,8 @@ def summarize(profile: Profile, root: Path, manifests: Path = release.MANIFESTS)
     by_id = {e.id: e for e in entries}
     status = {j.id: ledger.status(j, by_id[j.id].run if j.id in by_id else None, rel)[0] for j in jobs}
     counts = {s: sum(1 for v in status.values() if v == s) for s in ("done", "pending", "stale")}
-    datasets = tuple(_dataset(ds, runs, [status[j.id] for j in jobs if j.dataset == ds.name], profile.margin)
+    datasets = tuple(_dataset(ds, runs, [j for j in jobs if j.dataset == ds.name],
+                              [status[j.id] for j in jobs if j.dataset == ds.name], profile.margin)
                      for ds in profile.datasets)
     cur = [r for r in runs if r.status == "current"]
     return Summary(profile, datasets, counts, len(jobs), tuple(runs), _gan(profile, cur, by_id), _wall_seconds(cur),

@@ -8,6 +8,12 @@ on random gray images, for each image size and batch size, in two layouts of a 2
 * ``2x1``: two processes at once with one thread each (the sweep's ``--jobs 2 --threads-per-job 1``);
   their images/s are added.
 
+Each configuration runs in every ``--formats`` entry, the same float32 maths in other forms: ``contiguous``
+(NCHW, the default), ``channels_last`` (weights and batch in NHWC memory, the train scripts'
+``--channels-last``), ``compile`` (``torch.compile`` of the model; its compilation happens in the
+warm-up, which ``--compile-lead`` lengthens) and ``channels_last+compile``; the ratio of each to
+``contiguous`` is printed at the end and kept in the JSON.
+
 Both processes of ``2x1`` time the same wall-clock window (they start timing at an agreed moment
 after their warm-up), so the sum is a throughput, not two numbers from different loads. Other work
 on the machine lowers every number, and a 2-thread process far more than two 1-thread ones (an
@@ -15,6 +21,8 @@ OpenMP team waits for its slowest thread), so each configuration waits until the
 records how busy they were, and reports the median step as well as the mean.
 
     python -m experiments.throughput --output-dir results
+    python -m experiments.throughput --configs 128:128 --formats contiguous,channels_last,compile \
+        --seconds 60 --lead 40 --output-dir results/formats
 """
 
 from __future__ import annotations
@@ -31,9 +39,19 @@ from pathlib import Path
 from toolkit import cli, io_utils
 
 ROOT = Path(__file__).resolve().parents[1]
+FORMATS = ("contiguous", "channels_last", "compile", "channels_last+compile")
 
 
-def _worker(batch: int, size: int, threads: int, start_at: float, seconds: float) -> dict:
+def _in_format(model, x, fmt: str) -> tuple:
+    """``(network, batch)`` in ``fmt`` (one of :data:`FORMATS`)."""
+    import torch
+    if "channels_last" in fmt.split("+"):
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    return (torch.compile(model) if "compile" in fmt.split("+") else model), x
+
+
+def _worker(batch: int, size: int, threads: int, start_at: float, seconds: float, fmt: str) -> dict:
     import torch
     import torch.nn.functional as F
     sys.path.insert(0, str(ROOT))
@@ -41,13 +59,13 @@ def _worker(batch: int, size: int, threads: int, start_at: float, seconds: float
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = make_classifier("resnet18", num_classes=10, in_channels=1, hidden=(256, 128), dropout=0.5)
+    net, x = _in_format(model, torch.rand(batch, 1, size, size) * 2 - 1, fmt)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.rand(batch, 1, size, size) * 2 - 1
     y = torch.randint(0, 10, (batch,))
-    model.train()
+    net.train()
 
     def step():
-        loss = F.cross_entropy(model(x), y)
+        loss = F.cross_entropy(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -88,36 +106,49 @@ def wait_until_idle(max_busy: float, timeout: float) -> float:
     return busy
 
 
-def measure(batch: int, size: int, layout: str, seconds: float, lead: float) -> dict:
+def measure(batch: int, size: int, layout: str, seconds: float, lead: float, fmt: str = "contiguous") -> dict:
     """One configuration: start the processes, return their summed images/s."""
     procs, threads = (1, 2) if layout == "1x2" else (2, 1)
     start_at = time.time() + lead
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     cmd = [sys.executable, "-m", "experiments.throughput", "--worker", str(batch), str(size), str(threads),
-           repr(start_at), str(seconds)]
+           repr(start_at), str(seconds), fmt]
     ps = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(procs)]
     outs = []
     for p in ps:
-        out, _ = p.communicate(timeout=120 + seconds)
+        out, _ = p.communicate(timeout=120 + lead + seconds)
         if p.returncode != 0:
             raise RuntimeError(f"throughput worker failed (exit {p.returncode})")
         outs.append(json.loads(out.strip().splitlines()[-1]))
-    return {"batch": batch, "image_size": size, "layout": layout, "processes": procs, "threads": threads,
+    return {"batch": batch, "image_size": size, "layout": layout, "format": fmt, "processes": procs,
+            "threads": threads,
             "images_per_s": round(sum(o["images_per_s"] for o in outs), 1),
             "median_step_images_per_s": round(sum(o["median_step_images_per_s"] for o in outs), 1),
             "per_process": outs}
+
+
+def _key(r: dict) -> tuple:
+    return r["image_size"], r["batch"], r["layout"], r.get("format", "contiguous")
 
 
 def best_of(rows: list) -> list:
     """Per configuration, the try with the most images/s: other work only ever slows a try down."""
     best = {}
     for r in rows:
-        key = (r["image_size"], r["batch"], r["layout"])
-        if key not in best or r["images_per_s"] > best[key]["images_per_s"]:
-            best[key] = r
-    return [{"image_size": k[0], "batch": k[1], "layout": k[2], "images_per_s": v["images_per_s"],
-             "tries": [x["images_per_s"] for x in rows if (x["image_size"], x["batch"], x["layout"]) == k]}
+        if _key(r) not in best or r["images_per_s"] > best[_key(r)]["images_per_s"]:
+            best[_key(r)] = r
+    return [{"image_size": k[0], "batch": k[1], "layout": k[2], "format": k[3], "images_per_s": v["images_per_s"],
+             "tries": [x["images_per_s"] for x in rows if _key(x) == k]}
             for k, v in sorted(best.items())]
+
+
+def format_ratios(best: list) -> list:
+    """Each format's best images/s over ``contiguous``'s in the same configuration (where both were measured)."""
+    base = {_key(b)[:3]: b["images_per_s"] for b in best if b["format"] == "contiguous"}
+    return [{**{k: b[k] for k in ("image_size", "batch", "layout", "format", "images_per_s")},
+             "contiguous_images_per_s": base[_key(b)[:3]],
+             "ratio": round(b["images_per_s"] / base[_key(b)[:3]], 3) if base[_key(b)[:3]] else None}
+            for b in best if b["format"] != "contiguous" and _key(b)[:3] in base]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -133,33 +164,51 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-busy", type=float, default=0.1,
                    help="before each configuration, wait until other work uses at most this share of the cores")
     p.add_argument("--wait", type=float, default=120.0, help="longest wait for that, in seconds")
-    p.add_argument("--worker", nargs=5, metavar=("BATCH", "PX", "THREADS", "START_AT", "SECONDS"),
+    p.add_argument("--formats", default="contiguous", metavar="FORMAT,...",
+                   help=f"memory formats and compilation to time side by side, of {', '.join(FORMATS)}")
+    p.add_argument("--compile-lead", type=float, default=150.0,
+                   help="extra seconds of warm-up for the formats with compile (torch.compile compiles then)")
+    p.add_argument("--worker", nargs=6, metavar=("BATCH", "PX", "THREADS", "START_AT", "SECONDS", "FORMAT"),
                    help="internal: be one timing process of a layout (this module starts them)")
     return p
 
 
+def _formats(text: str) -> list:
+    formats = [f for f in text.replace(" ", "").split(",") if f]
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise cli.UserError(f"--formats: unknown {', '.join(bad) or 'empty list'}; choose from {', '.join(FORMATS)}")
+    return formats
+
+
 def main(args) -> int:
     if args.worker:
-        b, s, t, at, sec = args.worker
-        print(json.dumps(_worker(int(b), int(s), int(t), float(at), float(sec))))
+        b, s, t, at, sec, fmt = args.worker
+        print(json.dumps(_worker(int(b), int(s), int(t), float(at), float(sec), fmt)))
         return 0
-    rows = []
+    formats, rows = _formats(args.formats), []
     # Repeats go round all configurations, so that a burst of other work spoils one try, not all of one.
     for rep in range(args.repeats):
         for size, batch in (map(int, c.split(":")) for c in args.configs.split(",")):
             for layout in args.layouts.split(","):
-                busy = wait_until_idle(args.max_busy, args.wait)
-                r = measure(batch, size, layout, args.seconds, args.lead)
-                r.update(repeat=rep, busy_before=round(busy, 2))
-                rows.append(r)
-                print(f"{size}x{size} batch {batch} {layout}: {r['images_per_s']:.0f} img/s "
-                      f"(median step {r['median_step_images_per_s']:.0f}; cores {100 * busy:.0f}% busy before)",
-                      flush=True)
+                for fmt in formats:
+                    busy = wait_until_idle(args.max_busy, args.wait)
+                    lead = args.lead + (args.compile_lead if "compile" in fmt else 0)
+                    r = measure(batch, size, layout, args.seconds, lead, fmt)
+                    r.update(repeat=rep, busy_before=round(busy, 2))
+                    rows.append(r)
+                    print(f"{size}x{size} batch {batch} {layout} {fmt}: {r['images_per_s']:.1f} img/s (median step "
+                          f"{r['median_step_images_per_s']:.1f}; cores {100 * busy:.0f}% busy before)", flush=True)
+    best = best_of(rows)
+    ratios = format_ratios(best)
+    for q in ratios:
+        print(f"{q['image_size']}x{q['image_size']} batch {q['batch']} {q['layout']}: {q['format']} / contiguous = "
+              f"{q['ratio']:.2f} ({q['images_per_s']:.1f} vs {q['contiguous_images_per_s']:.1f} img/s, best tries)")
     out = {"what": "ResNet-18 (1-channel stem, 256-128 MLP head) training steps on random gray images, Adam",
            "command": "python -m experiments.throughput " + " ".join(sys.argv[1:]),
            "measured": time.strftime("%Y-%m-%d", time.gmtime()),
            "machine": io_utils.machine(),
-           "seconds_per_configuration": args.seconds, "best": best_of(rows), "results": rows}
+           "seconds_per_configuration": args.seconds, "best": best, "format_ratios": ratios, "results": rows}
     if args.output_dir:
         path = Path(args.output_dir) / "throughput_cpu.json"
         io_utils.write_json(path, out)

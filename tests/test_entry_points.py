@@ -24,7 +24,7 @@ SCRIPTS = ("train_pt.py", "train_pt_aug.py", "test_pt.py", "train_flowers102.py"
            "test_flowers102.py", "train_imagenette.py", "train_aug_imagenette.py", "test_imagenette.py", "gan.py",
            "gan_test.py", "bench_pock.py", "run_experiments.py")
 MODULES = ("experiments.throughput", "experiments.unsharp_match", "experiments.seeds", "experiments.examples",
-           "experiments.device_data")
+           "experiments.device_data", "experiments.fourier_heatmap")
 README = ROOT / "README.md"
 FLAGS_START, FLAGS_END = "<!-- flags:start -->", "<!-- flags:end -->"
 

@@ -54,12 +54,11 @@ def test_scale2_plan_counts_budgets_and_order():
         # One budget for every condition: same images, size, epochs, batch and lr.
         budgets = {tuple(_flags(j)[k] for k in ("subset", "image-size", "epochs", "batch-size", "lr")) for j in main}
         assert len(budgets) == 1, budgets
-        assert len([j for j in jobs if j.dataset == ds and j.table == "concat"]) == 3
+        assert not [j for j in jobs if j.dataset == ds and j.table == "concat"]    # superseded by robust128
         un = _flags(next(j for j in main if j.condition == "unsharp"))
         assert un["unsharp-prob"] == 0.5 and "," in un["unsharp-amount"] and "gains" not in un
     c10 = {j.id: j for j in jobs if j.dataset == "cifar10"}
     assert _flags(c10["cifar10/plain/seed0"])["subset"] == 25_000 and _flags(c10["cifar10/plain/seed0"])["epochs"] == 20
-    assert _flags(c10["cifar10/concat/seed0"])["epochs"] == 10 and _flags(c10["cifar10/concat/seed0"])["spectral-mode"] == "concat"
     sp = _flags(c10["cifar10/spectral/seed1"])
     assert (sp["spectral-mode"], sp["spectral-prob"], sp["gains"], sp.get("std-aug")) == ("replace", 0.5, "3,5", None)
     assert c10["cifar10/unsharp/seed1"].steps[0].script == "train_pt.py"
@@ -83,7 +82,7 @@ def test_scale2_plan_counts_budgets_and_order():
     first = {k: kinds.index(k) for k in kinds}
     last = {k: max(i for i, x in enumerate(kinds) if x == k) for k in kinds}
     assert last[("main", False)] < first[("color", False)] < first[("gan", False)] < first[("main", True)]
-    assert last[("main", True)] < first[("concat", False)] < first[("ablation", False)]
+    assert last[("main", True)] < first[("ablation", False)]
     extra = [j for j in jobs if j.table == "main" and j.seed >= 3]
     assert max(i for i, j in enumerate(extra) if j.condition in ("plain", "spectral", "unsharp")) < \
         min(i for i, j in enumerate(extra) if j.condition in ("cropflip", "both"))
@@ -125,7 +124,7 @@ def test_dry_run_estimates_the_hours(capsys):
     assert run_experiments.main(run_experiments.get_args_parser().parse_args(
         ["--profile", "scale2", "--dry-run", "--ledger-dir", "/nonexistent"])) == 0
     out = capsys.readouterr().out
-    assert "124 jobs: 0 done, 124 pending" in out
+    assert "115 jobs: 0 done, 115 pending" in out
     hours = float(re.search(r"; all ([\d.]+) h, (\d+) session\(s\) of 3 h", out).group(1))
     assert 15 < hours < 30
 
@@ -160,7 +159,7 @@ def test_estimates_use_the_ledgers_finished_runs_where_a_dataset_has_them():
     measured = runner.measured_rates(runs)
     assert measured == {"cifar10": pytest.approx(2400.0 / 2 / images)}
     assert runner.estimate_seconds(job, PROFILES["scale2"], measured) == pytest.approx(1200.0)
-    concat = next(j for j in plan(PROFILES["scale2"]) if j.id == "cifar10/concat/seed0")   # 10 epochs, twice the images
+    concat = next(j for j in plan(PROFILES["paper"]) if j.id == "cifar10/concat/seed0")    # 10 epochs, twice the images
     assert runner.estimate_seconds(concat, PROFILES["scale2"], measured) == pytest.approx(1200.0)
     other = next(j for j in plan(PROFILES["scale2"]) if j.id == "imagenette/plain/seed0")  # no run: the profile's rate
     assert runner.estimate_seconds(other, PROFILES["scale2"], measured) == pytest.approx(1.1 * 9000 * 15 / 300)
@@ -539,7 +538,8 @@ def test_report_names_the_release_the_runs_executed(tmp_path):
         summary.summarize(prof, led, tmp_path / "elsewhere")
 
 
-@pytest.mark.parametrize("name", [n for n, p in PROFILES.items() if p.release])
+# A release not cut yet (robust128 before its sweep) has neither a manifest nor runs to check.
+@pytest.mark.parametrize("name", [n for n, p in PROFILES.items() if p.release and (ledger.DEFAULT_ROOT / n).is_dir()])
 def test_release_manifest_gives_the_fingerprints_the_runs_recorded(name):
     """The committed manifest reproduces, without git, the fingerprint every run of the ledger recorded when it
     ran from a checkout of the tag; and it is what git holds at the release's commit, where the clone has it."""
@@ -618,7 +618,7 @@ def test_empty_ledger_says_no_runs_yet(tmp_path):
     written = _write_report(tmp_path / "out", tmp_path / "empty", profile="scale2")
     md = (tmp_path / "out" / "RESULTS.md").read_text()
     readme = (tmp_path / "out" / "README.md").read_text()
-    assert "No runs yet" in md and "0 of 124 planned jobs" in md and "## CIFAR-10" in md
+    assert "No runs yet" in md and "0 of 115 planned jobs" in md and "## CIFAR-10" in md
     assert "| CIFAR-10 | 512 of its 'train' split (cifar10.zip) | 32 | 1 |" in md      # the matching, stated
     assert readme.startswith("head\n") and readme.endswith("tail\n") and "No runs yet" in readme
     assert "README.md" in written and not list((tmp_path / "out" / "results" / "scale2").glob("*.png"))

@@ -21,8 +21,6 @@ changes the numbers gives another key, so a cache that does not match is rebuilt
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -39,7 +37,7 @@ import pock
 import pock_cpu
 from toolkit.data import to_unit_range
 from toolkit.fingerprint import file_digest
-from toolkit.io_utils import write_json
+from toolkit.io_utils import exclusive_lock, write_json
 
 __all__ = ["load_or_build", "cache_key", "cache_info", "parse_components", "FORMAT_VERSION"]
 
@@ -102,17 +100,6 @@ def _dist():
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
-
-
-@contextlib.contextmanager
-def _exclusive_lock(path: Path):
-    """An advisory exclusive lock on ``path`` (POSIX ``flock``), held for the ``with`` block."""
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _barrier():
@@ -282,7 +269,7 @@ def load_or_build(images_uint8: torch.Tensor, *, cache_dir, lam: float = 7.0,
             # Independent processes (two runs started together) must not build the same cache at
             # once; the second waits, then finds it finished or resumes what is left.
             b.folder.mkdir(parents=True, exist_ok=True)
-            with _exclusive_lock(b.folder / "build.lock"):
+            with exclusive_lock(b.folder / "build.lock"):
                 if not b.finished():
                     _build(*build)
         else:

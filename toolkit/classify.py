@@ -10,7 +10,8 @@ parser with :func:`get_train_parser` or :func:`get_test_parser` and runs :func:`
    the dissertation's per-batch decomposition (``pock.spectral_augment``);
 3. trains ResNet-18 with Adam on batches indexed out of memory; the spectral scripts train on each
    batch plus its augmented copy (``--spectral-mode concat``, the dissertation) or replace images
-   by their augmented version with probability ``--spectral-prob`` (``replace``);
+   by their augmented version with probability ``--spectral-prob`` (``replace``); the unsharp-mask
+   control (``--unsharp-amount``) does either as well (``--unsharp-mode``);
 4. evaluates on ``--eval-split`` after every epoch and writes into ``--output-dir``: ``args.json``,
    ``checkpoint.pt`` every epoch (atomically), ``metrics.jsonl`` (one line per epoch: train loss
    and accuracy, test loss and accuracy, training images/s), ``curves.png`` and at the end
@@ -38,7 +39,8 @@ from toolkit.plots import plot_confusion, plot_curves
 from toolkit.training import (Dist, cleanup_distributed, epoch_batches, evaluate, init_distributed, random_crop_flip,
                               resolve_device, seed_for, train_one_epoch)
 
-__all__ = ["get_train_parser", "get_test_parser", "train", "test", "parse_gains", "parse_range", "Augmenter"]
+__all__ = ["get_train_parser", "get_test_parser", "train", "test", "load_classifier", "parse_gains", "parse_range",
+           "Augmenter"]
 
 # Checkpoint meta that must match for --resume, and the flag that sets each.
 RESUME_KEYS = {"dataset": "dataset", "arch": "--arch", "num_classes": "number of classes",
@@ -117,6 +119,9 @@ def get_train_parser(entry: str, prog: str | None = None) -> argparse.ArgumentPa
                    help="dropout probability before each layer of the MLP head")
     p.add_argument("--std-aug", action="store_true",
                    help="random crop (reflect padding 4 px per 32 px) + horizontal flip, batched")
+    p.add_argument("--channels-last", action="store_true",
+                   help="weights and batches in torch.channels_last (NHWC) memory: the same float32 maths, other "
+                        "convolution kernels; python -m experiments.throughput --formats measures the gain")
     cli.removed_flag(p, "--eval-every-epoch", "every epoch is evaluated (--eval-split none skips it)")
     _unsharp_flags(p.add_argument_group("unsharp-mask control (the matched non-spectral perturbation)"))
     if c.spectral:
@@ -126,13 +131,17 @@ def get_train_parser(entry: str, prog: str | None = None) -> argparse.ArgumentPa
 
 def _unsharp_flags(g) -> None:
     g.add_argument("--unsharp-amount", type=parse_range, default=None, metavar="LO,HI",
-                   help="replace each training image, with probability --unsharp-prob, by the unsharp mask "
-                        "w = f + a (f - G_s * f), a drawn uniformly per image from [LO, HI) (toolkit/unsharp.py); "
-                        "None: off")
+                   help="augment with the unsharp mask w = f + a (f - G_s * f), a drawn uniformly from [LO, HI) "
+                        "(toolkit/unsharp.py), as --unsharp-mode says; None: off")
     g.add_argument("--unsharp-sigma", type=float, default=1.0, metavar="S",
                    help="standard deviation s of the Gaussian G_s of --unsharp-amount, in pixels")
+    g.add_argument("--unsharp-mode", choices=("replace", "concat"), default="replace",
+                   help="replace: each image replaced by its unsharp mask with probability --unsharp-prob; concat: "
+                        "batch + its unsharp-masked copy (the control for --spectral-mode concat)")
     g.add_argument("--unsharp-prob", type=float, default=0.5, metavar="P",
-                   help="probability that --unsharp-amount replaces an image by its unsharp mask")
+                   help="replace mode: probability that --unsharp-amount replaces an image by its unsharp mask")
+    g.add_argument("--per-batch-amounts", action="store_true",
+                   help="one amount a per batch (as --per-batch-gains) instead of one per image")
 
 
 def _spectral_flags(g, c: Config) -> None:
@@ -180,6 +189,8 @@ def get_test_parser(entry: str, prog: str | None = None) -> argparse.ArgumentPar
     p.add_argument("--batch-size", type=int, default=256, metavar="N", help="images per evaluation batch")
     p.add_argument("--output-dir", default=None, metavar="DIR",
                    help="where metrics.json and the confusion matrix go; None: <checkpoint folder>/test-<split>")
+    from toolkit import robustness
+    robustness.add_flags(p)
     return p
 
 
@@ -192,10 +203,20 @@ def _check_train_args(args) -> None:
         cli.check_flags(args, [("--lam", P), ("--tol", P0), ("--spectral-prob", cli.UNIT_INTERVAL)])
         if not args.bands or min(args.bands) < 1:
             raise UserError(f"--bands must be 1-based band indices, got {args.bands}")
+    # Without an amount the control is off: a concat run would silently train plain.
+    if args.unsharp_amount is None and (args.unsharp_mode == "concat" or args.per_batch_amounts):
+        raise UserError("--unsharp-mode concat and --per-batch-amounts need --unsharp-amount LO,HI")
+    if args.unsharp_mode == "concat" and getattr(args, "spectral_mode", None) == "concat":
+        raise UserError("--spectral-mode concat with --unsharp-mode concat would train four copies of every batch; "
+                        "concatenate one augmentation only")
 
 
 def _spectral(args) -> bool:
     return getattr(args, "lam", None) is not None
+
+
+def _memory_format(args) -> torch.memory_format:
+    return torch.channels_last if args.channels_last else torch.contiguous_format
 
 
 def _vectorial(args) -> bool:
@@ -231,27 +252,28 @@ class Augmenter:
 
     def _unsharp(self, x):
         a = self.args
-        pick = torch.rand(x.shape[0], generator=self.generator) < a.unsharp_prob
-        if not pick.any():
-            return x
-        amounts = unsharp.random_amounts(int(pick.sum()), a.unsharp_amount, generator=self.generator)
-        x, dev_pick = x.clone(), pick.to(x.device)
-        x[dev_pick] = unsharp.unsharp_mask(x[dev_pick], amounts.to(x.device, x.dtype), a.unsharp_sigma)
-        return x
+        amounts = unsharp.random_amounts(x.shape[0], a.unsharp_amount, per_image=not a.per_batch_amounts,
+                                         generator=self.generator)
+        return unsharp.unsharp_mask(x, amounts.to(x.device, x.dtype), a.unsharp_sigma)
+
+    def _augment(self, x, y, mode: str, prob: float, make) -> tuple:
+        """concat: the batch and its copy ``make(x, slice(None))``; replace: each image, with probability
+        ``prob``, by its version ``make(x[pick], pick)`` (which images is drawn first, as it always was, so
+        that replace runs keep their draws)."""
+        if mode == "concat":
+            return torch.cat([x, make(x, slice(None))]), torch.cat([y, y])
+        pick = torch.rand(x.shape[0], generator=self.generator) < prob
+        if pick.any():
+            x, dev_pick = x.clone(), pick.to(x.device)
+            x[dev_pick] = make(x[dev_pick], pick)
+        return x, y
 
     def __call__(self, x, y, idx):
+        a = self.args
         if self.spectral:
-            if self.args.spectral_mode == "concat":
-                x = torch.cat([x, self._spectral(x, idx)])
-                y = torch.cat([y, y])
-            else:
-                pick = torch.rand(x.shape[0], generator=self.generator) < self.args.spectral_prob
-                if pick.any():
-                    x = x.clone()
-                    dev_pick = pick.to(x.device)
-                    x[dev_pick] = self._spectral(x[dev_pick], idx[pick])
-        if self.args.unsharp_amount is not None:
-            x = self._unsharp(x)
+            x, y = self._augment(x, y, a.spectral_mode, a.spectral_prob, lambda f, pick: self._spectral(f, idx[pick]))
+        if a.unsharp_amount is not None:
+            x, y = self._augment(x, y, a.unsharp_mode, a.unsharp_prob, lambda f, _: self._unsharp(f))
         if self.pad is not None:
             x = random_crop_flip(x, self.pad, self.generator)
         return x, y
@@ -379,7 +401,7 @@ def _train(args, dist: Dist) -> dict:
     train_set, eval_set = _load_data(args, dist)
     meta = _meta_for(args, train_set.classes)
     torch.manual_seed(args.seed)
-    model = classifier_from_meta(meta).to(device)
+    model = classifier_from_meta(meta).to(device, memory_format=_memory_format(args))
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler("cuda") if amp else None
     start_epoch, step, records = _resume(args, meta, model, optimizer, scaler, dist)
@@ -407,7 +429,8 @@ def _train(args, dist: Dist) -> dict:
         batches = epoch_batches(len(train_set), args.batch_size, args.seed, epoch, dist)
         stats = train_one_epoch(net, optimizer, images, labels, batches, device=device, augment=augment,
                                 scaler=scaler, amp=amp, step=step, max_steps=args.max_steps, dist=dist,
-                                progress=show, desc=f"epoch {epoch + 1}/{args.epochs}")
+                                progress=show, desc=f"epoch {epoch + 1}/{args.epochs}",
+                                memory_format=_memory_format(args))
         step = stats.pop("step")
         rec = {"epoch": epoch + 1, "step": step, **stats, "lr": optimizer.param_groups[0]["lr"],
                "aug_fraction": stats["aug_time"] / max(stats["epoch_time"], 1e-12)}
@@ -490,10 +513,29 @@ def _model_from_checkpoint(ckpt: dict, config: Config, path):
     return model, meta
 
 
+def load_classifier(path, entry: str | None = None) -> tuple:
+    """``(model, meta, checkpoint dict)`` of a train script's checkpoint.pt (or run folder) or a bare state dict.
+
+    ``entry`` names the :data:`CONFIGS` entry whose dataset the checkpoint must hold; its defaults
+    rebuild a bare state dict. None takes the dataset a train script's checkpoint records.
+    """
+    ckpt = checkpoints.load(path, None, WRITER)
+    if entry is None:
+        entry = (ckpt.get("meta") or {}).get("dataset") if ckpt.get("kind") == "classifier" else None
+        if entry not in CONFIGS:
+            raise checkpoints.CheckpointError(f"{path}: not a checkpoint of a train script that names its dataset; "
+                                              f"pass the checkpoint.pt a train script wrote")
+    model, meta = _model_from_checkpoint(ckpt, CONFIGS[entry], path)
+    return model, meta, ckpt
+
+
 def test(args) -> dict:
-    """Evaluate ``args.checkpoint`` on ``args.split``; writes metrics.json and the confusion matrix."""
-    ckpt = checkpoints.load(args.checkpoint, None, WRITER)
-    model, meta = _model_from_checkpoint(ckpt, CONFIGS[args.config], args.checkpoint)
+    """Evaluate ``args.checkpoint`` on ``args.split``; writes metrics.json and the confusion matrix, and with
+    ``--robustness`` robustness.json and robustness.png (:mod:`toolkit.robustness`)."""
+    from toolkit import robustness
+    robustness.check_args(args)
+    model, meta, ckpt = load_classifier(args.checkpoint, args.config)
+    robustness.check_model(args, meta)
     device = resolve_device(args.device)
     split = _load_split(args, args.split, args.subset, args.seed, Dist(device=device), meta["image_size"],
                         meta["grayscale"])
@@ -515,6 +557,11 @@ def test(args) -> dict:
                    f"{meta['dataset']} {args.split}: top-1 {res['acc']:.4f}")
     write_json(out_dir / "metrics.json", metrics)
     print(f"{meta['dataset']} {args.split}: top-1 accuracy {res['acc']:.4f} on {res['n']} images -> {out_dir}")
+    if args.robustness:
+        rob = robustness.run(model, meta, args, device, out_dir)
+        mca = rob["mean_corruption_accuracy"]
+        print(f"robustness on {rob['images']} images: clean {rob['clean']:.4f}, mean corruption accuracy "
+              f"{'none measured' if mca is None else f'{mca:.4f}'} -> {out_dir / 'robustness.json'}")
     return metrics
 
 

@@ -7,6 +7,8 @@ an interrupted job leaves either the old file or the new one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import io
 import json
 import os
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 __all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "write_json", "write_jsonl",
-           "read_json", "save_figure", "git_state", "machine"]
+           "read_json", "save_figure", "exclusive_lock", "git_state", "machine"]
 
 ROOT = Path(__file__).resolve().parent
 
@@ -73,6 +75,21 @@ def save_figure(fig, path, dpi: int = 120) -> None:
     fig.savefig(buf, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+@contextlib.contextmanager
+def exclusive_lock(path):
+    """An advisory exclusive lock on ``path`` (POSIX ``flock``), held for the ``with`` block.
+
+    The caches use it so that two jobs started together do not build the same files at once: the
+    second waits, then finds them built (or resumes what the first left).
+    """
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def git_state(*paths) -> dict:

@@ -11,14 +11,16 @@ from pathlib import Path
 
 from toolkit.io_utils import atomic_write, save_figure
 
-__all__ = ["plot_curves", "draw_confusion", "confusion_colorbar", "plot_confusion", "save_grid", "save_band_grid",
-           "plot_losses", "plot_samples_spectra", "WNID_NAMES"]
+__all__ = ["plot_curves", "draw_confusion", "confusion_colorbar", "plot_confusion", "plot_robustness",
+           "plot_fourier_heatmaps", "save_grid", "save_band_grid", "plot_losses", "plot_samples_spectra", "WNID_NAMES"]
 
-# Imagenette's class folders are ImageNet WordNet ids; a reader wants the names.
+# Imagenette's class folders are ImageNet WordNet ids; a reader wants the names. Parachute goes by two ids: the
+# local archive (../shared/data/README.md) names its folder n03888257, ImageNet's parachute synset; fast.ai's
+# published class list writes n03888605.
 WNID_NAMES = {"n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
               "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
               "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball",
-              "n03888605": "parachute"}
+              "n03888257": "parachute", "n03888605": "parachute"}
 
 
 def _plt():
@@ -94,6 +96,76 @@ def plot_confusion(cm: torch.Tensor, classes: list, path: Path, title: str = "")
     im = draw_confusion(ax, cm, classes, title or "confusion matrix")
     confusion_colorbar(fig, im, ax)
     fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def plot_robustness(result: dict, path: Path, title: str = "") -> None:
+    """The test scripts' ``robustness.png``: accuracy against severity, one line per corruption, a colour per family.
+
+    ``result`` is a ``robustness.json`` (:mod:`toolkit.robustness`); the clean accuracy and the band edits
+    are horizontal lines, and the corruptions left out are named below the axes.
+    """
+    plt = _plt()
+    family_colors = {"noise": "tab:blue", "blur": "tab:orange", "weather": "tab:green", "digital": "tab:red"}
+    styles = ["o-", "s--", "^-.", "D:"]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    seen: dict = {}
+    for name, v in result["corruptions"].items():
+        k = seen[v["family"]] = seen.get(v["family"], -1) + 1
+        ax.plot(range(1, len(v["accuracy"]) + 1), v["accuracy"], styles[k % len(styles)], ms=4,
+                color=family_colors.get(v["family"], "0.4"), label=f"{name} ({v['family']})")
+    ax.axhline(result["clean"], color="black", lw=1.2, label=f"clean {result['clean']:.3f}")
+    for (name, acc), ls in zip(result["bands"].items(), (":", "-.")):
+        ax.axhline(acc, color="0.45", lw=1.2, ls=ls, label=f"bands 1-2 {name} {acc:.3f}")
+    mca = result.get("mean_corruption_accuracy")
+    ax.set(xlabel="severity", ylabel="top-1 accuracy", ylim=(0, 1), xticks=range(1, 6),
+           title=title + (f"  (mean corruption accuracy {mca:.3f})" if mca is not None else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    if result.get("left_out"):
+        ax.text(0, -0.16, "left out: " + ", ".join(result["left_out"]), transform=ax.transAxes, fontsize=6.5,
+                va="top", wrap=True)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=110)
+
+
+def _frequency_panel(ax, m, title: str, **imshow):
+    """A centred (fftshift) frequency map on axes labelled in cycles per image; returns the image."""
+    h, w = m.shape
+    im = ax.imshow(m, extent=(-(w // 2) - 0.5, w - w // 2 - 0.5, h - h // 2 - 0.5, -(h // 2) - 0.5), **imshow)
+    ax.set_title(title, fontsize=9)
+    return im
+
+
+def plot_fourier_heatmaps(maps: dict, path: Path, title: str = "", reference: str = "plain") -> None:
+    """Fourier heat maps (test error per frequency, zero frequency at the centre), one panel per condition
+    on one colour scale, and below, each condition minus ``reference`` where that condition is present."""
+    import numpy as np
+    plt = _plt()
+    maps = {k: np.asarray(v, dtype=float) for k, v in maps.items()}
+    diffs = {k: v - maps[reference] for k, v in maps.items()
+             if reference in maps and k != reference and v.shape == maps[reference].shape}
+    cols, rows = len(maps), 1 + bool(diffs)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.8 * cols + 1, 2.7 * rows + 0.4), squeeze=False,
+                             layout="constrained")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("vertical frequency")
+    for ax in axes[-1]:
+        ax.set_xlabel("horizontal frequency")
+    top = max(float(np.nanmax(v)) for v in maps.values()) or 1.0
+    for ax, (name, m) in zip(axes[0], maps.items()):
+        im = _frequency_panel(ax, m, name, cmap="viridis", vmin=0, vmax=top)
+    fig.colorbar(im, ax=list(axes[0]), fraction=0.046, label="test error")
+    if diffs:
+        span = max(float(np.nanmax(np.abs(d))) for d in diffs.values()) or 1.0
+        for ax, (name, d) in zip(axes[1], diffs.items()):
+            im = _frequency_panel(ax, d, f"{name} - {reference}", cmap="RdBu_r", vmin=-span, vmax=span)
+        for top_ax, ax in zip(axes[0][len(diffs):], axes[1][len(diffs):]):
+            ax.axis("off")
+            top_ax.set_xlabel("horizontal frequency")
+        fig.colorbar(im, ax=list(axes[1]), fraction=0.046, label="error difference")
+    if title:
+        fig.suptitle(title, fontsize=9)
     save_figure(fig, path, dpi=110)
 
 

@@ -171,7 +171,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
                     labels: torch.Tensor, batches: list, *, device: torch.device,
                     augment: Optional[Callable] = None, scaler=None, amp: bool = False,
                     step: int = 0, max_steps: Optional[int] = None, dist: Dist = Dist(),
-                    progress: bool = True, desc: str = "train") -> dict:
+                    progress: bool = True, desc: str = "train",
+                    memory_format: torch.memory_format = torch.contiguous_format) -> dict:
     """One pass over ``batches`` (index tensors into ``images``/``labels``).
 
     ``augment(x, y, idx) -> (x, y)`` turns a float batch in [-1, 1] on ``device`` into the batch the
@@ -180,7 +181,8 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
     ``examples`` (what the model saw, augmented copies included), both summed over ranks,
     ``images_per_s`` (images over the epoch's seconds, which hold no evaluation), the steps, the
     global step, and the seconds spent on data (indexing and conversion), augmentation and compute
-    (forward, backward, optimiser step).
+    (forward, backward, optimiser step). ``memory_format`` is the layout of the batches the model
+    sees (``torch.channels_last`` for a model converted to it, so no step converts its input back).
     """
     from tqdm import tqdm
     model.train()
@@ -205,6 +207,7 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
             x, y = augment(x, y, idx)
             timer.stop(tok)
         tok = timer.start("compute")
+        x = x.contiguous(memory_format=memory_format)  # timed as compute: the layout is part of its cost
         with _autocast(device, amp):
             out = model(x)
             loss = F.cross_entropy(out, y)

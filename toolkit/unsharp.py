@@ -5,11 +5,11 @@ The control adds an amplified linear high-pass instead,
 
     w = f + a (f - G_s * f),
 
-with ``G_s`` a Gaussian of standard deviation ``s`` pixels and ``a`` drawn per image. Its perturbation
-``w - f = a (f - G_s * f)`` is linear in ``f`` and has no notion of edges or scale in the TV sense, so
-when its mean size ``||w - f||`` equals the spectral augmentation's (``experiments/unsharp_match.py``
-chooses ``s`` and the range of ``a``), any difference between the two conditions is due to *which*
-perturbation the TV bands make, not to how large it is.
+with ``G_s`` a Gaussian of standard deviation ``s`` pixels and ``a`` drawn per image (or once per
+batch). Its perturbation ``w - f = a (f - G_s * f)`` is linear in ``f`` and has no notion of edges or
+scale in the TV sense, so when its mean size ``||w - f||`` equals the spectral augmentation's
+(``experiments/unsharp_match.py`` chooses ``s`` and the range of ``a``), any difference between the
+two conditions is due to *which* perturbation the TV bands make, not to how large it is.
 
 Batched over (B, C, H, W) on any device and dtype; every channel is filtered on its own.
 """
@@ -60,9 +60,15 @@ def unsharp_mask(f: torch.Tensor, amount, sigma: float) -> torch.Tensor:
     return f + a * high_pass(f, sigma)
 
 
-def random_amounts(batch: int, amount: tuple, *, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Amounts ``a`` drawn uniformly from ``[amount[0], amount[1])``, one per image, on the CPU (float64)."""
+def random_amounts(batch: int, amount: tuple, *, per_image: bool = True,
+                   generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Amounts ``a`` drawn uniformly from ``[amount[0], amount[1])``, shape (batch,), on the CPU (float64).
+
+    ``per_image=False`` draws one amount and repeats it for the whole batch, as ``pock.random_gains``
+    does for the dissertation's one gain per batch, so that the control's copies vary as the spectral ones.
+    """
     lo, hi = amount
     if not 0 <= lo < hi:
         raise ValueError(f"amount must be LO,HI with 0 <= LO < HI, got {amount}")
-    return lo + (hi - lo) * torch.rand(batch, generator=generator, dtype=torch.float64)
+    a = lo + (hi - lo) * torch.rand(batch if per_image else 1, generator=generator, dtype=torch.float64)
+    return a if per_image else a.expand(batch)
