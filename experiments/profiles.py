@@ -314,6 +314,10 @@ def _robust128_datasets() -> tuple:
     # Robustness evaluates its subset 78 times (clean, 15 corruptions x 5 severities, 2 band edits): at 128 px one
     # core evaluates ~32 images/s (by hand), so 500 images take ~20 min a run, a sixth of a plain run's training,
     # left out of the --dry-run hours; CIFAR-10's 1,000 at 32 px (~800 images/s) take ~2 min.
+    # channels_last leaves the maths unchanged and trained 1.33x faster at 128 px with one run on two threads, the
+    # layout whose single run is fastest (results/formats/throughput_cpu.json); at 32 px it is as fast (1.02-1.06x).
+    fast = (("channels-last", True),)
+    base = {k: replace(d, budget=d.budget + fast) for k, d in base.items()}
     return (
         replace(base["imagenette"], seeds=first, extra_seeds=tuple(range(3, n)), main=("plain", "spectral"),
                 late=("spectral",), protocol=PROTOCOL, protocol_unsharp=_unsharp_concat("imagenette", 128),
@@ -324,11 +328,10 @@ def _robust128_datasets() -> tuple:
     )
 
 
-# Images/s of the whole machine, two 1-thread runs at once: at 128 px one run trained 21 images/s by hand
-# (ResNet-18, batch 128, one thread; 28 with --channels-last), 42 for two, but scale2's finished runs trained at
-# 0.36-0.45 of their profile's images/s (evaluation every epoch, other work on the shared machine: 392 images/s
-# at 32 px, 129-134 at 64, python run_experiments.py --profile scale2 --dry-run's rates), so about half of 42.
-# At 32 px: scale2's 392. Both make estimates only; the ledger's own runs replace them once there are some.
+# Images/s of the whole machine, for estimates only (the ledger's own runs replace them once there are some): at
+# 128 px one run on two threads with channels_last trained 40 images/s in a 30 s window (results/formats), but
+# scale2's finished runs trained at 0.36-0.45 of their profile's rates (evaluation every epoch, other work on the
+# shared machine), so about half of it; at 32 px scale2's 392.
 ROBUST128 = Profile(
     name="robust128",
     description=(
@@ -340,8 +343,12 @@ ROBUST128 = Profile(
         "spectral concat and unsharp concat for 10 (the dissertation's augmented budget). Every run's checkpoint is "
         "tested on the full evaluation split and for robustness (15 common corruptions x 5 severities, TV bands "
         "removed and amplified) on a fixed subset of it. Gray images, ResNet-18 with the MLP head, Adam at lr 1e-3, "
-        "batch 128; two runs at once, one thread each, as scale2"),
-    device="cpu", jobs=2, threads=1, report="RESULTS-robust.md", release="results-v3",
+        "batch 128, channels_last memory format; one run at a time on two threads (CIFAR-10: two runs, one thread "
+        "each)"),
+    # One run at a time on both cores: about the machine's images/s of two 1-thread runs at 128 px (40.4 against
+    # 42.8, results/formats/throughput_cpu.json), and each run ends in half the time, within a 3-hour session.
+    # CIFAR-10 runs 2 x 1 (--jobs 2 --threads-per-job 1): 658 against 550 images/s at 32 px.
+    device="cpu", jobs=1, threads=2, report="RESULTS-robust.md", release="results-v3",
     datasets=_robust128_datasets(),
     images_per_s=((32, 392), (128, 21)),
 )
