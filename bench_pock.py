@@ -17,6 +17,11 @@
    iterations as torch operations (``pock.USE_CPU_KERNEL = False``, the path CUDA takes), so the
    fused kernel's gain is measured in the same run.
 3. Every thread count of ``--threads`` in turn, in the same process.
+4. Threads: ``pock.rof`` (tolerance 1e-5) on one 512x512 and one 1024x1024 image (Imagenette val,
+   upsampled) and on 32 images of 32x32 (CIFAR-10 test), at every thread count of ``--threads``,
+   the counts alternating within each repeat so that a change of the machine's load hits them alike:
+   each count's speed-up over the first (a large image's rows are shared among the threads, a batch's
+   images).
 
     python bench_pock.py --device cpu --output-dir results/bench   # bench_cpu.json and bench_cpu.png
     python bench_pock.py --report results/bench/bench_cpu.json     # README table from the JSON
@@ -51,7 +56,11 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 COUNTS = {32: (1024, 64, 40), 64: (256, 16, 8), 128: (64, 8, 4), 256: (16, 4, 2)}
 QUICK_COUNTS = {32: (16, 4, 4), 64: (4, 2, 2), 128: (2, 1, 1), 256: (2, 1, 1)}
 SOURCES = {32: ("cifar10.zip", "test"), 64: ("imagenette.zip", "val"), 128: ("imagenette.zip", "val"),
-           256: ("imagenette.zip", "val")}
+           256: ("imagenette.zip", "val"), 512: ("imagenette.zip", "val"), 1024: ("imagenette.zip", "val")}
+# (images, size) of the thread benchmark, and its tolerance.
+THREAD_CASES = ((1, 512), (1, 1024), (32, 32))
+QUICK_THREAD_CASES = ((1, 64), (8, 32))
+THREAD_TOL = 1e-5
 
 
 def get_args_parser():
@@ -235,6 +244,32 @@ def bench_batches(data_dir, batches, device, seed) -> list:
     return rows
 
 
+def bench_threads(data_dir, cases, threads_list, repeats, seed) -> list:
+    """``pock.rof`` on each case's images at every thread count, the counts alternating within each repeat
+    (at least 5: they are short, and a shared machine's speed drifts); the best time of each count and its
+    speed-up over the first count."""
+    before, rows = torch.get_num_threads(), []
+    for n, size in cases:
+        f = load_gray(data_dir, size, n, seed)
+        best = dict.fromkeys(threads_list, math.inf)
+        for r in range(max(repeats, 5) + 1):                  # the first round warms up
+            for threads in threads_list:
+                torch.set_num_threads(threads)
+                t0 = time.perf_counter()
+                _, info = pock.rof(f, 7.0, tol=THREAD_TOL, return_info=True)
+                if r:
+                    best[threads] = min(best[threads], time.perf_counter() - t0)
+        for threads in threads_list:
+            rows.append({"images": n, "size": size, "threads": threads, "tol": THREAD_TOL, "seconds": best[threads],
+                         "images_per_s": n / best[threads], "speedup": best[threads_list[0]] / best[threads],
+                         "mean_iters": float(info.iters.float().mean())})
+        print(f"  rof, {n} image(s) of {size}x{size}: " + ", ".join(
+            f"{r['threads']} thread(s) {1e3 * r['seconds']:.0f} ms ({r['speedup']:.2f}x)" for r in rows[-len(threads_list):]),
+            flush=True)
+    torch.set_num_threads(before)
+    return rows
+
+
 def measure(args) -> dict:
     device = torch.device(args.device)
     threads_list = list(args.threads) if device.type == "cpu" else [torch.get_num_threads()]
@@ -249,7 +284,7 @@ def measure(args) -> dict:
               "device": str(device), "lam": 7.0, "N": 5, "spectral_tol": {"relative": pock.SPECTRAL_TOL},
               "data": {str(s): "{} ({} split), gray {}x{}, [-1, 1]".format(*SOURCES[s], s, s) for s in sizes},
               "counts": {str(s): dict(zip(("pock", "reference", "dissertation"), counts[s])) for s in sizes},
-              "rof": [], "spectral": [], "batches": []}
+              "rof": [], "spectral": [], "batches": [], "threads": []}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)    # the baselines' own convergence is reported
         if device.type == "cpu":
@@ -265,6 +300,9 @@ def measure(args) -> dict:
                                              device, args.seed)
         if args.spectral_batches:
             report["batches"] = bench_batches(args.data_root, args.spectral_batches, device, args.seed)
+        if device.type == "cpu":
+            report["threads"] = bench_threads(args.data_root, QUICK_THREAD_CASES if args.quick else THREAD_CASES,
+                                              threads_list, args.repeats, args.seed)
     return report
 
 
@@ -314,7 +352,17 @@ def markdown(report: dict) -> str:
         lines.append(line)
     for b in report.get("batches", []):
         lines.append(f"- batch {b['batch']:,} of 32x32 images: {b['images_per_s']:,.0f} images/s")
-    return "\n".join(lines)
+    return "\n".join(lines + _thread_lines(report.get("threads", [])))
+
+
+def _thread_lines(rows) -> list:
+    """The thread benchmark: each case's speed-up over the first thread count, measured side by side."""
+    first = {(r["images"], r["size"]): r for r in reversed(rows)}
+    lines = [f"- `pock.rof` (tol {r['tol']:g}), {r['images']} image(s) of {r['size']}x{r['size']}, {r['threads']} "
+             f"threads: **{r['speedup']:.2f}x** the speed on {first[r['images'], r['size']]['threads']} "
+             f"({1e3 * r['seconds']:,.0f} ms vs {1e3 * first[r['images'], r['size']]['seconds']:,.0f} ms)"
+             for r in rows if r is not first[r["images"], r["size"]]]
+    return ["", "Threads, measured side by side in the same run:", ""] + lines if lines else []
 
 
 def update_readme(reports: list, readme: Path = ROOT / "README.md") -> None:
@@ -376,8 +424,10 @@ def main(args):
     if not args.threads or min(args.threads) < 1:
         raise cli.UserError(f"--threads needs positive thread counts, got {args.threads}")
     args.device = str(resolve_device(args.device))
-    # On a CPU the ROF comparison reads the 32x32 archive whatever the sizes.
-    check_archives(args.data_root, set(args.sizes) | ({32} if args.device == "cpu" else set()), args.spectral_batches)
+    # On a CPU the ROF comparison reads the 32x32 archive whatever the sizes, and the thread benchmark its own.
+    cases = QUICK_THREAD_CASES if args.quick else THREAD_CASES
+    check_archives(args.data_root, set(args.sizes) | ({32} | {s for _, s in cases} if args.device == "cpu" else set()),
+                   args.spectral_batches)
     report = measure(args)
     print("\n" + markdown(report))
     if args.output_dir:

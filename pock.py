@@ -43,6 +43,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -64,9 +65,11 @@ _CPU_CHUNK_ELEMS = 1 << 18
 _KERNEL_CHUNK_ELEMS = 1 << 21
 
 
-# On CPU the iterations run in the fused kernel of pock_cpu (when numba is installed): the same
-# arithmetic in one pass per image and iteration instead of about twenty passes over the batch.
+# On CPU the iterations run in the fused kernel of pock_cpu: the same arithmetic in one pass per image
+# and iteration instead of about twenty passes over the batch. False runs them as torch operations (the
+# path CUDA takes), which the tests and bench_pock.py compare with the kernel.
 USE_CPU_KERNEL = True
+_warned_no_numba = False
 
 
 def _cpu_chunk_elems() -> int:
@@ -75,7 +78,22 @@ def _cpu_chunk_elems() -> int:
     return _KERNEL_CHUNK_ELEMS if _kernel_on() else _CPU_CHUNK_ELEMS
 
 
+def _serial_on_cpu(f):
+    """The kernel's threads for a CPU batch (see :func:`_solve`), entered before anything else is done with it:
+    torch's parallel operations on the input (its checks) would leave OpenMP workers spinning against the
+    kernel's first iterations."""
+    on = isinstance(f, torch.Tensor) and f.device.type == "cpu" and USE_CPU_KERNEL and pock_cpu.AVAILABLE
+    return pock_cpu.torch_serial_in_this_thread() if on else contextlib.nullcontext()
+
+
 def _kernel_on() -> bool:
+    """Whether CPU work runs in the kernel; says once why not when numba is missing."""
+    global _warned_no_numba
+    if USE_CPU_KERNEL and not pock_cpu.AVAILABLE and not _warned_no_numba:
+        _warned_no_numba = True
+        warnings.warn(f"pock: numba could not be imported ({pock_cpu.MISSING}), so rof and spectral run on CPU "
+                      f"as torch operations, 3-5x slower than numba's kernel (bench_pock.py measures it); "
+                      f"pip install numba (requirements.txt)", RuntimeWarning, stacklevel=6)
     return USE_CPU_KERNEL and pock_cpu.AVAILABLE
 
 
@@ -174,10 +192,11 @@ def _check_count(value, name: str, what: str) -> int:
     return int(v)
 
 
-def _lam_per_image(lam: Lam, batch: int, like: torch.Tensor) -> torch.Tensor:
-    """``lam`` as a (B,) tensor on ``like``'s device and dtype, validated."""
+def _lam_per_image(lam: Lam, batch: int, like: torch.Tensor, dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """``lam`` as a (B,) tensor on ``like``'s device, in ``dtype`` (default ``like``'s), validated."""
+    dtype = dtype or like.dtype
     if isinstance(lam, torch.Tensor) and lam.dim() > 0:
-        lam_t = lam.detach().to(device=like.device, dtype=like.dtype).reshape(-1)
+        lam_t = lam.detach().to(device=like.device, dtype=dtype).reshape(-1)
         if lam_t.numel() == 1:
             lam_t = lam_t.expand(batch)
         if lam_t.numel() != batch:
@@ -186,7 +205,7 @@ def _lam_per_image(lam: Lam, batch: int, like: torch.Tensor) -> torch.Tensor:
         if not (torch.isfinite(lam_t).all() and (lam_t > 0).all()):
             raise ValueError("lam must be positive and finite for every image")
         return lam_t.contiguous()
-    return torch.full((batch,), _check_positive(lam, "lam"), device=like.device, dtype=like.dtype)
+    return torch.full((batch,), _check_positive(lam, "lam"), device=like.device, dtype=dtype)
 
 
 # ------------------------------------------------------------------ discrete operators
@@ -225,6 +244,19 @@ def _zero_boundary_(py: torch.Tensor, px: torch.Tensor) -> None:
     """Zero the dual entries that pair with the Neumann boundary (where ``grad`` is zero)."""
     py[..., -1, :] = 0
     px[..., :, -1] = 0
+
+
+@functools.lru_cache(maxsize=32)
+def _column_weights(H: int, W: int, dtype: torch.dtype) -> torch.Tensor:
+    """(H*W,): 1 where the difference along a row stays inside the image, 0 on the last column.
+
+    Read off :func:`_grad_into` (the differences of ``0, 1, 2, ...`` along rows), so that the boundary
+    rule is written once: the CPU kernel takes it as data.
+    """
+    u = torch.arange(H * W, dtype=dtype).view(1, 1, H, W)
+    gy, gx = torch.empty_like(u), torch.empty_like(u)
+    _grad_into(u, gy, gx)
+    return gx.view(-1)
 
 
 def grad(u: torch.Tensor) -> torch.Tensor:
@@ -284,13 +316,28 @@ def _pointwise_norm(gy: torch.Tensor, gx: torch.Tensor, vectorial: bool) -> torc
     return sq.sqrt_()
 
 
-def _tv(u: torch.Tensor, vectorial: bool, gy=None, gx=None) -> torch.Tensor:
-    """TV per image; ``gy``/``gx`` are optional contiguous scratch buffers shaped like ``u``."""
+def _gap_sums(gy, gx, r, f, d, vectorial: bool, total):
+    """The sums that every energy and duality gap here is assembled from, per image:
+    ``TV = total(|(gy, gx)|)`` (with ``gy, gx = grad u``), ``total(r^2)`` (``r = u - f``), ``total(f d)`` and
+    ``total(d^2)`` (``d = div p``), so that ``P(u) = TV + lam/2 total(r^2)`` and
+    ``D(p) = -total(f d) - total(d^2) / (2 lam)``. Pieces given as None give None."""
+    tv_ = None if gy is None else total(_pointwise_norm(gy, gx, vectorial))
+    rr = None if r is None else total(r * r)
+    fd = None if d is None else total(f * d)
+    dd = None if d is None else total(d * d)
+    return tv_, rr, fd, dd
+
+
+def _sum4(x: torch.Tensor) -> torch.Tensor:
+    return x.sum(dim=(1, 2, 3))
+
+
+def _tv(u: torch.Tensor, vectorial: bool) -> torch.Tensor:
+    """TV per image."""
     u = u.contiguous()
-    if gy is None:
-        gy, gx = torch.empty_like(u), torch.empty_like(u)
+    gy, gx = torch.empty_like(u), torch.empty_like(u)
     _grad_into(u, gy, gx)
-    return _pointwise_norm(gy, gx, vectorial).sum(dim=(1, 2, 3))
+    return _gap_sums(gy, gx, None, None, None, vectorial, _sum4)[0]
 
 
 def tv(u: torch.Tensor, vectorial: bool = False) -> torch.Tensor:
@@ -315,10 +362,13 @@ def rof_energy(u: torch.Tensor, f: torch.Tensor, lam: Lam, vectorial: bool = Fal
         raise ValueError(f"u and f must have the same shape, got {tuple(u.shape)} and {tuple(f.shape)}")
     u4, _ = _as_batch(u, "u")
     f4, _ = _as_batch(f, "f")
-    u4 = u4.to(torch.promote_types(u4.dtype, f4.dtype))
+    u4 = u4.to(torch.promote_types(u4.dtype, f4.dtype)).contiguous()
     f4 = f4.to(u4.dtype)
     lam_t = _lam_per_image(lam, f4.shape[0], f4)
-    return _tv(u4, vectorial) + 0.5 * lam_t * (u4 - f4).square().sum(dim=(1, 2, 3))
+    gy, gx = torch.empty_like(u4), torch.empty_like(u4)
+    _grad_into(u4, gy, gx)
+    tv_, rr, _, _ = _gap_sums(gy, gx, u4 - f4, None, None, vectorial, _sum4)
+    return tv_ + 0.5 * lam_t * rr
 
 
 def rof_dual_energy(p: torch.Tensor, f: torch.Tensor, lam: Lam) -> torch.Tensor:
@@ -338,7 +388,8 @@ def rof_dual_energy(p: torch.Tensor, f: torch.Tensor, lam: Lam) -> torch.Tensor:
     dtype = torch.promote_types(f4.dtype, _WORKING_DTYPE[d.dtype])
     f4, d = f4.to(dtype), d.to(dtype)
     lam_t = _lam_per_image(lam, f4.shape[0], f4)
-    return -(f4 * d).sum(dim=(1, 2, 3)) - d.square().sum(dim=(1, 2, 3)) / (2 * lam_t)
+    _, _, fd, dd = _gap_sums(None, None, None, f4, d, False, _sum4)
+    return -fd - dd / (2 * lam_t)
 
 
 # ----------------------------------------------------------------------------- solver
@@ -405,15 +456,14 @@ def _gap_terms(z, w, f, gyf, gxf, lam, vectorial, gy, gx):
     ``P = TV(f + z) + lam/2 ||z||^2`` with ``grad(f + z) = grad f + grad z``, so that flat regions of
     ``u`` give gradients near zero without the rounding of ``f + z``;
     ``D = -<f, div p> - ||div p||^2 / (2 lam) = -lam (<f, w> + ||w||^2 / 2)``.
-    ``lam`` is a number or a (B,) float64 tensor; ``gy``, ``gx`` are scratch.
+    ``lam`` is a number or a (B,) float64 tensor; ``gy``, ``gx`` are scratch. A screen: what is
+    reported is :func:`_certificate`'s.
     """
     _grad_into(z, gy, gx)
     gy.add_(gyf)
     gx.add_(gxf)
-    tv_ = _sum64(_pointwise_norm(gy, gx, vectorial))
-    fidelity = 0.5 * lam * _sum64(z * z)
-    dual = -lam * (_sum64(f * w) + 0.5 * _sum64(w * w))
-    return tv_, fidelity, dual
+    tv_, zz, fw, ww = _gap_sums(gy, gx, z, f, w, vectorial, _sum64)
+    return tv_, 0.5 * lam * zz, -lam * (fw + 0.5 * ww)
 
 
 # Floor of the dimensionless primal step ``tau_k lam`` in float32 (reached after about 380
@@ -426,7 +476,7 @@ _MIN_STEP = {torch.float32: 0.01, torch.float64: 0.0}
 
 
 @functools.lru_cache(maxsize=64)
-def _dimensionless_steps(s0: float, g: float, n_steps: int, s_min: float) -> tuple:
+def _dimensionless_steps(s0: float, g: float, n_steps: int, s_min: float) -> torch.Tensor:
     """``(1 / (8 s_k), s_k / (1 + s_k), 1 + theta_k)`` for ``k < n_steps``, where ``s_k = tau_k lam``,
     ``theta_k = (1 + 2 g s_k)^(-1/2)``, ``s_{k+1} = theta_k s_k`` and ``g = gamma / lam``; once
     ``s_k`` would fall below ``s_min``, ``theta_k = 1`` and the steps stay constant."""
@@ -437,10 +487,10 @@ def _dimensionless_steps(s0: float, g: float, n_steps: int, s_min: float) -> tup
             theta = 1.0
         out.append((1 / (GRAD_NORM_SQ * s), s / (1 + s), 1 + theta))
         s *= theta
-    return tuple(out)
+    return torch.tensor(out, dtype=torch.float64)            # (cached: converting 2,000 rows costs 1.5 ms)
 
 
-def _step_table(lam_all: torch.Tensor, tau, gamma, n_steps: int):
+def _step_table(lam_all: torch.Tensor, tau, gamma, n_steps: int, dtype: torch.dtype):
     """Step sizes of Algorithm 2 for every iteration, shared by the images that share them.
 
     Returns ``rows`` (B,) and ``table`` (R, max_iter, 3) holding, at iteration ``k`` of row ``r``,
@@ -464,20 +514,22 @@ def _step_table(lam_all: torch.Tensor, tau, gamma, n_steps: int):
         if gamma > lam_min:
             raise ValueError(f"gamma must not exceed lam (the strong convexity of the data term), "
                              f"got gamma={gamma} > min(lam)={lam_min:g}")
-    s_min = _MIN_STEP[lam_all.dtype]
+    s_min = _MIN_STEP[dtype]
     lams, rows = torch.unique(lam_all.double().cpu(), return_inverse=True)
     table = torch.empty(len(lams), n_steps, 3, dtype=torch.float64)
     for r, lam in enumerate(lams.tolist()):
         s0 = 0.25 if tau is None else float(tau) * lam            # tau_0 lam
         g = 0.25 if gamma is None else float(gamma) / lam          # gamma / lam
-        table[r] = torch.tensor(_dimensionless_steps(s0, g, n_steps, s_min))
+        table[r] = _dimensionless_steps(s0, g, n_steps, s_min)
         table[r, :, 0] *= lam                                      # sigma_k = lam / (8 tau_k lam)
-    return rows.to(lam_all.device), table.to(device=lam_all.device, dtype=lam_all.dtype)
+    return rows.to(lam_all.device), table.to(device=lam_all.device, dtype=dtype)
 
 
-# Bound on the relative rounding error of the float64 energies behind a certificate (sums of up to
-# millions of terms, each off by a few units of 1e-16).
-_ROUNDING_ALLOWANCE = 1e-12
+# Bounds on the rounding of the float64 certificate (see _certificate): on the absolute values summed, the
+# error of torch's cascaded sums (about log2(terms) rounding units, 24 for 1.6e7 terms; 1e-13 is 450), and
+# a few rounding units of each centred value that enters them.
+_ROUNDING_ALLOWANCE = 1e-13
+_CAST_UNITS = 64
 
 
 def _feasible_dual(py: torch.Tensor, px: torch.Tensor, vectorial: bool, dtype: torch.dtype):
@@ -497,52 +549,121 @@ def _feasible_dual(py: torch.Tensor, px: torch.Tensor, vectorial: bool, dtype: t
     return (py * c).to(dtype), (px * c).to(dtype)
 
 
-def _certificate(u: torch.Tensor, py: torch.Tensor, px: torch.Tensor, f: torch.Tensor, lam,
-                 vectorial: bool) -> torch.Tensor:
+# On CPU a certificate is computed in pieces of about this many values per array (whole images, or bands of
+# rows of a large one), which stay in the caches: 2.5-3.5x faster than whole batches of 32x32 images or a
+# whole 512x512 image. (Sharing the pieces among threads measured slower: torch's calls then wait for
+# each other's interpreter lock.)
+_CERT_PIECE_ELEMS = 1 << 15
+
+
+def _pieces(B: int, C: int, H: int, W: int, on_cpu: bool) -> list:
+    """``(images, r0, r1)``: runs of whole images, or one image's rows ``r0 <= y < r1`` (fixed by the image's
+    shape, so that an image's certificate does not depend on the batch it is in)."""
+    if not on_cpu:
+        return [(slice(0, B), 0, H)]
+    per_image = C * H * W
+    if per_image <= _CERT_PIECE_ELEMS:
+        k = _CERT_PIECE_ELEMS // per_image
+        return [(slice(i, min(i + k, B)), 0, H) for i in range(0, B, k)]
+    rows = max(1, _CERT_PIECE_ELEMS // (C * W))
+    return [(slice(i, i + 1), r, min(r + rows, H)) for i in range(B) for r in range(0, H, rows)]
+
+
+def _certificate_sums(piece, u, z, py, px, f, c, vectorial):
+    """(n, 5) float64 for the images of ``piece`` (see :func:`_pieces`) over its rows: TV, ``||u - f||^2``,
+    ``<f, div p>``, ``||div p||^2`` and ``||f||^2``, all of ``u, f`` less ``c``.
+
+    A band of rows takes the row below it for ``grad u`` and the row above it for ``div p``, and drops the
+    boundary rows the operators give those (so the operators themselves are the ones of the whole image)."""
+    sl, r0, r1 = piece
+    H = f.shape[2]
+    top, bottom = max(r0 - 1, 0), min(r1 + 1, H)
+    if sl != slice(0, len(f)):
+        u, z, py, px, f, c = (t if t is None else t[sl] for t in (u, z, py, px, f, c))
+    if (r0, r1) != (0, H):                                       # a band: the rows it needs, then its own
+        u, z, f = (t if t is None else t[:, :, r0:bottom] for t in (u, z, f))
+        py, px = py[:, :, top:r1], px[:, :, top:r1]
+    fc = torch.sub(f, c)                                         # float64: the casts are exact
+    uc = (torch.add(fc, z) if z is not None else torch.sub(u, c)).contiguous()
+    gy, gx = torch.empty_like(uc), torch.empty_like(uc)
+    _grad_into(uc, gy, gx)
+    d = torch.empty_like(fc) if (r0, r1) == (0, H) else torch.empty(py.shape, dtype=fc.dtype, device=fc.device)
+    _div_into(py.double().contiguous(), px.double().contiguous(), d)
+    if (r0, r1) != (0, H):
+        n = r1 - r0
+        uc, fc, d, gy, gx = uc[:, :, :n], fc[:, :, :n], d[:, :, r0 - top:], gy[:, :, :n], gx[:, :, :n]
+    tv_, rr, fd, dd = _gap_sums(gy, gx, uc - fc, fc, d, vectorial, _sum4)
+    return torch.stack((tv_, rr, fd, dd, _sum4(fc * fc)), dim=1)
+
+
+def _certificate(u: Optional[torch.Tensor], py: torch.Tensor, px: torch.Tensor, f: torch.Tensor, lam,
+                 vectorial: bool, z: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Duality gap per pixel ``(P(u) - D(p)) / (C H W)`` of the given pair, in float64, rounded up.
 
-    Everything is recomputed from the tensors as they are returned (``u``, ``p`` and ``f`` cast to
-    float64; ``p`` must be feasible), and a bound on float64's own rounding of the sums (far below
-    any tolerance) is added, so the value is an upper bound on the true gap of that pair.
-    ``lam`` is a number or a (B,) tensor.
+    Everything is recomputed from the tensors as they are given (``u``, ``p`` and ``f`` cast to float64;
+    ``p`` must be feasible), or, with ``z`` instead of ``u``, for the point ``u = f + z`` without rounding
+    it to ``f``'s dtype first. ``lam`` is a number or a (B,) tensor. On CPU the work is cut into pieces that
+    fit the caches.
+
+    The sums run on values less each image's (and channel's) mean ``c`` of ``f``: ``TV``, ``u - f`` and
+    ``<f, div p>`` do not change under ``u, f -> u - c, f - c`` (``div p`` sums to zero), and rounding
+    errors then scale with ``|u - c|``, not ``|u|`` (with ``f = 1000 + 1e-3 rand``, float64 sums of the
+    uncentred terms reported a gap of 8.4e-14 per pixel for a true 9.5e-14). Added, so that the value is an
+    upper bound on the true gap of the pair: ``1e-13`` of the absolute values summed (float64's
+    rounding of the sums) and ``64 eps`` of each centred value entering them (``u - c`` is exact only near
+    ``c``, and ``div p`` is rounded; each costs at most ``eps`` of the value in TV, ``<f, div p>``,
+    ``||div p||^2`` and the fidelity). Sums of absolute values are bounded by norms (Cauchy-Schwarz), which
+    the sums already give: ``sum |x| <= sqrt(n) ||x||``, ``sum |a b| <= ||a|| ||b||``.
     """
-    u, py, px, f = (t.double().contiguous() for t in (u, py, px, f))
-    lam = lam.double().view(-1) if isinstance(lam, torch.Tensor) else float(lam)
-    gy, gx = torch.empty_like(u), torch.empty_like(u)
-    _grad_into(u, gy, gx)
-    tv_ = _pointwise_norm(gy, gx, vectorial).sum(dim=(1, 2, 3))
-    d = torch.empty_like(u)
-    _div_into(py, px, d)
-    fid = 0.5 * lam * (u - f).square().sum(dim=(1, 2, 3))
-    fd, dd = (f * d).sum(dim=(1, 2, 3)), 0.5 / lam * d.square().sum(dim=(1, 2, 3))
-    gap = tv_ + fid + fd + dd
-    rounding = _ROUNDING_ALLOWANCE * (tv_ + fid + fd.abs() + dd)
-    return (gap + rounding) / u[0].numel()
+    B, C, H, W = f.shape
+    c = f.mean(dim=(2, 3), keepdim=True, dtype=torch.float64)
+    pieces = _pieces(B, C, H, W, f.device.type == "cpu")
+    if len(pieces) == 1:
+        sums = _certificate_sums(pieces[0], u, z, py, px, f, c, vectorial)
+    else:
+        sums = torch.zeros((B, 5), dtype=torch.float64, device=f.device)
+        for piece in pieces:
+            sums[piece[0]] += _certificate_sums(piece, u, z, py, px, f, c, vectorial)
+    # the rest is arithmetic on a few numbers per image: numpy's float64 is the same, without torch's overhead
+    tv_, rr, fd, dd, ff = sums.cpu().numpy().T
+    nr, nd, nf = np.sqrt(rr), np.sqrt(dd), np.sqrt(ff)
+    nu = nr + nf                                                      # >= ||u|| (triangle inequality)
+    lam = lam.double().cpu().numpy().reshape(-1) if isinstance(lam, torch.Tensor) else float(lam)
+    primal, dual = tv_ + 0.5 * lam * rr, fd + dd / (2 * lam)          # P(u) and -D(p)
+    cast = math.sqrt(C * H * W) * (nu + nf + nd / lam) + lam * nr * (nu + nf)
+    rounding = _ROUNDING_ALLOWANCE * (primal + nf * nd + dd / (2 * lam)) + _CAST_UNITS * np.finfo(np.float64).eps * cast
+    return torch.from_numpy((primal + dual + rounding) / (C * H * W)).to(f.device)
 
 
 class _Problems:
     """The problems of :func:`_solve`: data, step schedule, tolerances and the results so far."""
 
     def __init__(self, f4, lam_all, per_image_lam, tols, max_iter, check_every, tau, gamma, warm, vectorial,
-                 relative=False):
+                 relative=False, out_dtype=None, dual_dtype=None):
         B, C, H, W = f4.shape
         self.f, self.warm, self.vectorial, self.max_iter = f4, warm, vectorial, max_iter
+        # What is returned, and so certified: every solution rounded to out_dtype (the caller's; half
+        # precision is solved in float32), the last dual field made feasible in dual_dtype (None: not returned).
+        self.out_dtype, self.dual_dtype = out_dtype or f4.dtype, dual_dtype
         # relative: tols are multiples of each problem's own fidelity lam/2 ||u - f||^2 per pixel at
         # the tested point; `scale` records the factor each problem finished with.
         self.relative = relative
         self.S = tols.shape[1]
         self.scale = torch.ones((B, self.S), dtype=torch.float64, device=f4.device)
         self.first = torch.zeros(B, dtype=torch.float64, device=f4.device)     # first step's fidelity
-        self.lam = lam_all.view(-1, 1, 1, 1)
+        # lam_all is float64, as given: the iterations use it in the working dtype, the certificate exactly
+        self.lam = lam_all.to(f4.dtype).view(-1, 1, 1, 1)
         self.lam64 = lam_all.double()
         self.per_image_lam = per_image_lam
         self.tol = tols.to(device=f4.device, dtype=torch.float64)             # (B, S)
         # Images are tested every check_every iterations, so one may run that much past max_iter.
-        self.row, self.table = _step_table(lam_all, tau, gamma, max_iter + check_every)
+        self.row, self.table = _step_table(lam_all, tau, gamma, max_iter + check_every, f4.dtype)
         self.x = torch.empty((B, self.S, C, H, W), dtype=f4.dtype, device=f4.device)
         self.py, self.px = torch.empty_like(f4), torch.empty_like(f4)
         self.iters = torch.zeros((B, self.S), dtype=torch.int64, device=f4.device)
         self.gap = torch.zeros((B, self.S), dtype=torch.float64, device=f4.device)
+        # finished above tol because the returned dtype cannot hold the solution closer (see _Slots.test)
+        self.rounding_limited = torch.zeros((B, self.S), dtype=torch.bool, device=f4.device)
 
 
 class _Slots:
@@ -589,13 +710,17 @@ class _Slots:
 
     def _set_data(self, sl, f: torch.Tensor) -> None:
         """Data ``f`` (contiguous, for the slots ``sl``) and its gradient."""
+        if isinstance(sl, slice) and sl == slice(None):           # every slot: straight into place
+            self.f.copy_(f)
+            _grad_into(self.f, self.gyf, self.gxf)
+            return
         gyf, gxf = torch.empty_like(f), torch.empty_like(f)
         _grad_into(f, gyf, gxf)
         self.f[sl], self.gyf[sl], self.gxf[sl] = f, gyf, gxf
 
     def start(self, pr: _Problems, sl, images) -> None:
         """Begin the first problem of ``images`` in slots ``sl``: from ``pr.warm``, or p = 0, u = f."""
-        self._set_data(sl, pr.f[images])
+        self._set_data(sl, pr.f if len(images) == len(pr.f) else pr.f[images])
         if pr.warm is None:
             self.py[sl], self.px[sl], self.z[sl] = 0, 0, 0
         else:
@@ -615,12 +740,11 @@ class _Slots:
             n = len(self.idx)
             inv_lam = (self.inv_lam4.view(-1) if isinstance(self.inv_lam4, torch.Tensor)
                        else torch.full((n,), self.inv_lam4, dtype=self.z.dtype))
-            # float32 gets the gap's terms from the kernel; float64 results are certified by the sums of
-            # _gap_terms themselves, which keep their order
+            H, W = self.f.shape[-2:]
             self.energies = pock_cpu.iterate(
-                self.py, self.px, self.z, self.zbar, self.w, self.gyf, self.gxf, self.f, pr.table, self.row,
-                self.it, inv_lam.contiguous(), self.active, m, pr.vectorial,
-                _PRIMAL_BLEND if self.f.dtype == torch.float32 else None, self.kernel_threads)
+                self.py, self.px, self.z, self.zbar, self.w, self.gyf, self.gxf, self.f,
+                _column_weights(H, W, self.f.dtype), pr.table, self.row, self.it, inv_lam.contiguous(),
+                self.active, m, pr.vectorial, _PRIMAL_BLEND, self.kernel_threads)
             self.it += m
         else:
             self.energies = None
@@ -651,9 +775,16 @@ class _Slots:
     def test(self, pr: _Problems):
         """Gap at ``x = u + BLEND (v - u)``; record and return the slots whose problem is done.
 
-        The gap of every slot is evaluated in the working precision with float64 sums; a slot that
-        passes is certified again in float64 from what would be returned (``f + z`` rounded, and a
-        feasible ``p``), and only that certificate finishes it and is reported.
+        The gap of every slot is screened in the working precision with float64 sums (by the CPU kernel or
+        :func:`_gap_terms`); a slot that passes is certified by :func:`_certificate` from what is returned:
+        ``x`` rounded to the caller's dtype, a dual field made feasible (in the caller's dtype if it is
+        returned), and the data as returned (``f``, or the previous flow state as returned). Only that
+        certificate finishes a slot, and it is what is reported.
+
+        When rounding to the returned dtype alone costs more than half the tolerance (half precision, or
+        a large offset such as ``1000 + f`` in float32), no iteration can bring the returned pair to
+        ``tol``: the slot finishes once the unrounded point is certified to ``tol`` (half precision is thus
+        solved as in float32), and reports the larger gap of what it returns.
         """
         lam64 = self._lam64(pr)
         if self.energies is not None:
@@ -675,30 +806,58 @@ class _Slots:
         cand = (((gap <= tol) | capped) & self.active).nonzero().view(-1)
         if len(cand) == 0:
             return None, None
-        x = self.f[cand] + torch.lerp(self.z[cand], self.w[cand], _PRIMAL_BLEND)
-        py, px = _feasible_dual(self.py[cand], self.px[cand], pr.vectorial, self.py.dtype)
-        if self.f.dtype == torch.float64:
-            # Already float64 throughout: rounding f + z and shrinking p change the gap by a few
-            # rounding units of the energies, which the allowance of _certificate covers.
-            cert = gap[cand] + _ROUNDING_ALLOWANCE * (tv_ + fidelity + dual.abs())[cand] / npix
+        # (views, not copies, when every slot is a candidate: one large image, or the last check of max_iter)
+        take = (lambda t: t) if len(cand) == len(self.idx) else (lambda t: t[cand])
+        lam_c = take(lam64) if isinstance(lam64, torch.Tensor) else lam64
+        step, f = torch.lerp(take(self.z), take(self.w), _PRIMAL_BLEND), take(self.f)
+        x = (f + step).to(pr.out_dtype).to(f.dtype)
+        py, px = _feasible_dual(take(self.py), take(self.px), pr.vectorial, self.py.dtype)
+        if pr.dual_dtype is None or pr.dual_dtype == py.dtype:
+            py_out, px_out = py, px
         else:
-            cert = _certificate(x, py, px, self.f[cand], lam64[cand] if isinstance(lam64, torch.Tensor) else lam64,
-                                pr.vectorial)
-        ok = (cert <= tol[cand]) | capped[cand]
+            py_out, px_out = _feasible_dual(py, px, pr.vectorial, pr.dual_dtype)
+            py_out, px_out = py_out.to(py.dtype), px_out.to(py.dtype)
+        cert = _certificate(x, py_out, px_out, f, lam_c, pr.vectorial)
+        tol_c = tol[cand]
+        ok = (cert <= tol_c) | capped[cand]
+        limited = None
+        late = (~ok).nonzero().view(-1)
+        half = pr.out_dtype != f.dtype
+        if len(late) and not half:
+            # Rounding x costs at most TV(x_out - x) <= 2 eps sum|x| (and a little fidelity): where that is far
+            # below tol, iterating on is what helps, and the unrounded point need not be certified.
+            bound = 2 * torch.finfo(pr.out_dtype).eps * x[late].abs().sum(dim=(1, 2, 3)) / npix
+            late = late[bound > 0.25 * tol_c[late]]
+        if len(late):
+            cert_w = _certificate(None, py[late], px[late], f[late],
+                                  lam_c[late] if isinstance(lam_c, torch.Tensor) else lam_c, pr.vectorial,
+                                  z=step[late])
+            rounding = cert[late] - cert_w
+            limited = torch.zeros_like(ok)
+            limited[late] = (cert_w <= tol_c[late]) & ((rounding > 0.5 * tol_c[late]) | half)
+            ok |= limited
         if not bool(ok.any()):
             return None, None
         sel = cand[ok]
-        done = torch.zeros_like(capped)
-        done[sel] = True
+        kept = (lambda t: t) if bool(ok.all()) else (lambda t: t[ok])
         i, s = self.idx[sel], self.step[sel]
-        pr.x[i, s], pr.iters[i, s], pr.gap[i, s] = x[ok], self.it[sel], cert[ok]
+        pr.x[i, s], pr.iters[i, s], pr.gap[i, s] = kept(x), self.it[sel], kept(cert)
+        if limited is not None:
+            pr.rounding_limited[i, s] = kept(limited)
         if pr.relative:
             pr.scale[i, s] = tol[sel] / pr.tol[i, s]
             pr.first[i] = torch.where(s == 0, fidelity[sel], pr.first[i])
-        self.f[sel], self.py[sel], self.px[sel] = x[ok], py[ok], px[ok]
-        last = done & (self.step == pr.S - 1)
-        pr.py[self.idx[last]], pr.px[self.idx[last]] = self.py[last], self.px[last]
-        return done & ~last, last
+        last = s == pr.S - 1
+        n_last = int(last.sum())
+        if n_last < len(sel):                              # the next flow step's data and warm start
+            on = sel[~last]
+            self.f[on], self.py[on], self.px[on] = (kept(t)[~last] for t in (x, py, px))
+        if n_last:
+            pr.py[i[last]], pr.px[i[last]] = kept(py_out)[last], kept(px_out)[last]
+        done, last_slots = torch.zeros_like(capped), torch.zeros_like(capped)
+        done[sel] = True
+        last_slots[sel] = last
+        return done & ~last_slots, last_slots
 
     def advance(self, pr: _Problems, mask) -> None:
         """The next flow step for slots ``mask``: data = the solution (already in ``f``), warm dual,
@@ -730,7 +889,7 @@ class _Slots:
 
 
 def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_every, tau, gamma, slots,
-           relative=False):
+           relative=False, out_dtype=None, dual_dtype=None) -> _Problems:
     """Chambolle-Pock iterations for ``S = tols.shape[1]`` consecutive problems per image.
 
     Problem ``s`` of image ``i`` is ROF with data ``x_{s-1}``, the solution of problem ``s-1``
@@ -745,13 +904,17 @@ def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_ev
     of :mod:`pock_cpu` keeps one image in the caches at a time whatever ``slots`` is). Every image
     follows the same iterations as it would alone.
 
-    Returns the solutions (B, S, C, H, W), the last (feasible) dual field (p_y, p_x), iterations
-    (B, S) and the certified gaps per pixel (B, S, float64).
+    Returns the problems: solutions ``x`` (B, S, C, H, W) as returned (rounded to ``out_dtype``), the last
+    dual field ``py``, ``px`` (feasible in ``dual_dtype``), ``iters`` (B, S), the certified gaps per pixel
+    ``gap`` (B, S, float64), ``scale`` and ``rounding_limited`` (see :meth:`_Slots.test`).
     """
-    pr = _Problems(f4, lam_all, per_image_lam, tols, max_iter, check_every, tau, gamma, warm, vectorial, relative)
+    pr = _Problems(f4, lam_all, per_image_lam, tols, max_iter, check_every, tau, gamma, warm, vectorial, relative,
+                   out_dtype, dual_dtype)
     B = f4.shape[0]
     kernel = f4.device.type == "cpu" and _kernel_on()
-    with pock_cpu.torch_on_one_thread() if kernel else contextlib.nullcontext() as threads:
+    # The kernel runs on as many threads of its own as torch may use here, and torch's operations in this
+    # thread on one meanwhile; torch's setting is left alone (see pock_cpu.torch_serial_in_this_thread).
+    with pock_cpu.torch_serial_in_this_thread() if kernel else contextlib.nullcontext() as threads:
         w = _Slots(pr, min(B, slots), threads)
         waiting = len(w.idx)                              # the next image to take a slot
         while True:
@@ -774,7 +937,7 @@ def _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_ev
             # them, and the arrays are compacted only once a quarter of the slots is idle.
             if n_idle > (len(w.idx) // 4 if kernel else 0):
                 w.keep(w.active)
-    return pr.x, pr.py, pr.px, pr.iters, pr.gap, pr.scale
+    return pr
 
 
 def rof(f: torch.Tensor, lam: Lam, *, tol: float = 1e-4, max_iter: int = 2000,
@@ -805,21 +968,29 @@ def rof(f: torch.Tensor, lam: Lam, *, tol: float = 1e-4, max_iter: int = 2000,
     whose gap per pixel is ``<= tol`` is finished, ``x`` is returned, and the image leaves the
     working batch. The gap certifies the result: ``lam/2 ||x - u*||^2 <= P(x) - D(p)``.
 
-    Precision. The reported gap is a true upper bound for what is returned: an image that passes
-    the test is certified again in float64 from the returned ``u`` and a dual ``p`` kept feasible
-    (``|p| <= 1`` after rounding), plus a bound on float64's own rounding; only that certificate
-    finishes it and is reported. The iterates are kept as ``z = u - f`` and every sum is
-    accumulated in float64, so float32 reaches gaps of about 1e-7 per pixel on 256x256 photos
-    (where iterating on ``u`` itself stalled near 5e-7, and float32 sums over 262k pixels
-    reported gaps 4% below the true ones). Past about 380 iterations the float32 steps stop
-    shrinking (Algorithm 1 from there on), since ever smaller primal steps drown in rounding.
-    float16 and bfloat16 inputs are solved in float32 to ``tol`` and returned in their dtype; their
-    ``info.gap`` is that of the rounded result (about 1e-4 per pixel for float16 images in
-    [-1, 1], more for bfloat16), which may exceed ``tol``.
+    Precision. The reported gap is a true upper bound for what is returned, in every dtype: an image
+    that passes the test is certified again in float64 (:func:`_certificate`) from ``u`` as returned
+    (rounded to the input's dtype), the dual ``p`` as returned (kept feasible, ``|p| <= 1``, after
+    rounding) and ``f``, on values less the image's mean (so that an offset such as ``1000 + f`` does not
+    enter the rounding), plus a bound on float64's own rounding; only that certificate finishes it and
+    is reported. The iterates are kept as ``z = u - f`` and every sum is accumulated in float64, so
+    float32 reaches gaps of about 1e-7 per pixel on 256x256 photos (where iterating on ``u`` itself
+    stalled near 5e-7, and float32 sums over 262k pixels reported gaps 4% below the true ones). Past
+    about 380 iterations the float32 steps stop shrinking (Algorithm 1 from there on), since ever
+    smaller primal steps drown in rounding. Rounding the result to its dtype costs a gap of its own
+    (about ``eps |u|`` per pixel in the flat regions): float16 and bfloat16 inputs are solved in
+    float32 to ``tol`` and their ``info.gap`` is that of the rounded result (about 1e-4 per pixel for
+    float16 images in [-1, 1], more for bfloat16), which may exceed ``tol``; a float32 or float64 result
+    that its rounding alone keeps above ``tol`` (``1000 + f`` in float32 at 1e-5) is returned once the
+    unrounded point is certified, with its larger gap and a warning.
 
-    On CPU at most about 2^18 pixels are iterated at a time (the arrays then stay in the caches);
-    further images wait and take the place of finished ones. Between gap checks the loop makes
-    no host-device synchronisation: the step sizes of every iteration are tabulated up front.
+    On CPU the iterations run in :mod:`pock_cpu`'s kernel on ``torch.get_num_threads()`` threads of its
+    own, whole images per thread or, with fewer images than threads, bands of each image's rows; torch's
+    own operations in the calling thread run on one thread meanwhile, and no process-wide setting is
+    changed. At most about 2^21 pixels are iterated at a time (2^18 as torch operations, whose arrays
+    then stay in the caches); further images wait and take the place of finished ones. Between gap
+    checks the loop makes no host-device synchronisation: the step sizes of every iteration are
+    tabulated up front.
 
     Parameters
     ----------
@@ -857,10 +1028,16 @@ def rof(f: torch.Tensor, lam: Lam, *, tol: float = 1e-4, max_iter: int = 2000,
     u : Tensor, same shape as ``f``
     info : RofInfo, only if ``return_info``
     """
+    with _serial_on_cpu(f):
+        return _rof(f, lam, tol, max_iter, vectorial, warm, return_info, check_every, tau, gamma)
+
+
+def _rof(f, lam, tol, max_iter, vectorial, warm, return_info, check_every, tau, gamma):
+    """:func:`rof`, in its thread settings."""
     f4, restore = _as_batch(f, "f")
     tol, max_iter, check_every = _check_solver_args(tol, max_iter, check_every)
     B, C, H, W = f4.shape
-    lam_all = _lam_per_image(lam, B, f4)
+    lam_all = _lam_per_image(lam, B, f4, torch.float64)
     if warm is not None and (not isinstance(warm, torch.Tensor) or tuple(warm.shape) != (B, C, 2, H, W)):
         shape = tuple(warm.shape) if isinstance(warm, torch.Tensor) else type(warm).__name__
         raise ValueError(f"warm must be a dual field of shape {(B, C, 2, H, W)}, got {shape}")
@@ -869,17 +1046,14 @@ def rof(f: torch.Tensor, lam: Lam, *, tol: float = 1e-4, max_iter: int = 2000,
 
     tols = torch.full((B, 1), tol, dtype=torch.float64)
     per_image_lam = isinstance(lam, torch.Tensor) and lam.numel() > 1
-    x, py, px, iters, gap, _ = _solve_batch(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm,
-                                            check_every, tau, gamma)
-    _warn_unconverged("rof", gap, tols, max_iter)
-    u_res = restore(x[:, 0])
-    if u_res.dtype != f4.dtype:
-        # Half precision: certify what is returned, the rounded solution and a dual kept feasible.
-        py, px = _feasible_dual(py, px, vectorial, u_res.dtype)
-        gap[:, 0] = _certificate(u_res.reshape(f4.shape), py, px, f.reshape(f4.shape), lam_all.double(), vectorial)
+    pr = _solve_batch(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_every, tau, gamma,
+                      out_dtype=f.dtype, dual_dtype=f.dtype)
+    _warn_unconverged("rof", pr, tols, max_iter)
+    u_res = restore(pr.x[:, 0])
     if not return_info:
         return u_res
-    return u_res, RofInfo(iters=iters[:, 0], gap=gap[:, 0], dual=torch.stack((py, px), dim=2))
+    dual = torch.stack((pr.py, pr.px), dim=2).to(f.dtype)
+    return u_res, RofInfo(iters=pr.iters[:, 0], gap=pr.gap[:, 0], dual=dual)
 
 
 def _check_solver_args(tol, max_iter, check_every) -> tuple:
@@ -888,21 +1062,31 @@ def _check_solver_args(tol, max_iter, check_every) -> tuple:
 
 
 def _solve_batch(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_every, tau, gamma,
-                 relative=False):
+                 relative=False, out_dtype=None, dual_dtype=None) -> _Problems:
     """:func:`_solve` on contiguous input; on CPU with a working batch that fits in the caches."""
     f4 = f4.contiguous()
     B, C, H, W = f4.shape
     slots = max(1, _cpu_chunk_elems() // (C * H * W)) if f4.device.type == "cpu" else B
     return _solve(f4, lam_all, per_image_lam, tols, max_iter, vectorial, warm, check_every, tau, gamma, slots,
-                  relative)
+                  relative, out_dtype, dual_dtype)
 
 
-def _warn_unconverged(who: str, gap: torch.Tensor, tols, max_iter: int) -> None:
-    over = gap > tols.to(gap.device)
-    if over.any():
-        warnings.warn(f"{who}: {int(over.any(dim=1).sum())} of {gap.shape[0]} images did not reach gap/pixel "
+def _warn_unconverged(who: str, pr: _Problems, tols, max_iter: int) -> None:
+    """One warning for images stopped by ``max_iter`` above ``tol``, one for float32/float64 results whose
+    rounding alone keeps them above (half precision says so in the docstrings: it is the rule there)."""
+    over = pr.gap > tols.to(pr.gap.device)
+    capped = over & ~pr.rounding_limited
+    if capped.any():
+        warnings.warn(f"{who}: {int(capped.any(dim=1).sum())} of {pr.gap.shape[0]} images did not reach gap/pixel "
                       f"<= {float(tols.min()):g} in {max_iter} iterations "
-                      f"(worst gap {float(gap.max()):.3g}); raise max_iter", RuntimeWarning, stacklevel=3)
+                      f"(worst gap {float(pr.gap[capped].max()):.3g}); raise max_iter", RuntimeWarning, stacklevel=4)
+    limited = over & pr.rounding_limited
+    if limited.any() and pr.out_dtype in (torch.float32, torch.float64):
+        name = str(pr.out_dtype).replace("torch.", "")
+        warnings.warn(f"{who}: {int(limited.any(dim=1).sum())} of {pr.gap.shape[0]} images have gap/pixel above "
+                      f"{float(tols.min()):g} as returned (worst {float(pr.gap[limited].max()):.3g}): rounding the "
+                      f"solution to {name} (values up to {float(pr.x.abs().max()):.3g}) costs more than that; "
+                      f"pass float64, or subtract the images' offset and add it back", RuntimeWarning, stacklevel=4)
 
 
 # ------------------------------------------------------------------ spectral TV framework
@@ -1051,7 +1235,9 @@ def spectral(f: torch.Tensor, N: int = 5, lam: float = 7.0, *, tol: Optional[flo
 
     Precision. float32 certifies gaps down to about 1e-7 per pixel (the solver iterates on
     ``u - f`` with float64 sums, see :func:`rof`); float16 and bfloat16 input is decomposed in
-    float32 and every field returned in the input's dtype.
+    float32 and every field returned in the input's dtype. Every flow state is rounded to the returned
+    dtype before it is certified and becomes the next step's data, so ``gap[:, k]`` is the certified gap
+    of step ``k`` as returned: ROF with data ``u[:, k]`` solved by ``u[:, k+1]``.
 
     Parameters
     ----------
@@ -1073,19 +1259,28 @@ def spectral(f: torch.Tensor, N: int = 5, lam: float = 7.0, *, tol: Optional[flo
     SpectralDecomposition
         Batched fields; a single image of shape (C, H, W) or (H, W) gives batch size 1.
     """
+    with _serial_on_cpu(f):
+        return _spectral(f, N, lam, tol, vectorial, max_iter)
+
+
+def _spectral(f, N, lam, tol, vectorial, max_iter) -> SpectralDecomposition:
+    """:func:`spectral`, in its thread settings."""
     f4, restore = _as_batch(f, "f")
     N = _check_count(N, "N", "number of bands")
     lam = _check_positive(lam, "lam")
     relative = tol is None
     tol, max_iter, _ = _check_solver_args(SPECTRAL_TOL if relative else tol, max_iter, 10)
     tols = torch.tensor(flow_tolerances(tol, N + 1, relative), dtype=torch.float64).expand(f4.shape[0], -1)
-    # Each flow step is warm-started from the previous step's dual field (see _solve).
-    x, _, _, iters, gap, scale = _solve_batch(f4, _lam_per_image(lam, f4.shape[0], f4), False, tols, max_iter,
-                                              vectorial, None, 10, None, None, relative)
+    # Each flow step is warm-started from the previous step's dual field (see _solve); each state is
+    # rounded to the caller's dtype (half precision is solved in float32) before it is certified and
+    # becomes the next step's data, so every gap is that of the states returned.
+    dtype = f.dtype
+    pr = _solve_batch(f4, _lam_per_image(lam, f4.shape[0], f4, torch.float64), False, tols, max_iter, vectorial, None, 10, None,
+                      None, relative, out_dtype=dtype)
+    x, iters, gap = pr.x, pr.iters, pr.gap
     if relative:
-        tols = tols * scale.cpu()
-    _warn_unconverged("spectral", gap, tols, max_iter)
-    dtype = f.dtype                                  # the caller's (half precision is solved in float32)
+        tols = tols * pr.scale.cpu()
+    _warn_unconverged("spectral", pr, tols, max_iter)
     u = torch.cat((f4.unsqueeze(1), x), dim=1)
     phi, residual = flow_bands(u)
     t = torch.arange(1, N + 1, dtype=f4.dtype, device=f4.device) / lam

@@ -83,3 +83,12 @@ def test_list_flags_fail_in_one_line_and_old_spellings_point_to_the_new(capsys):
             bench_pock.get_args_parser().parse_args(argv)
         err = capsys.readouterr().err
         assert e.value.code == 2 and "Traceback" not in err and needle in err, err
+
+
+def test_thread_benchmark_rows_and_their_readme_lines(report):
+    rows = report["threads"]
+    assert {(r["images"], r["size"]) for r in rows} == set(bench_pock.QUICK_THREAD_CASES)
+    assert all(r["speedup"] == 1.0 and r["seconds"] > 0 and r["mean_iters"] >= 1 for r in rows)   # one count: itself
+    two = rows + [dict(r, threads=2, seconds=r["seconds"] / 1.8, speedup=1.8) for r in rows]
+    text = bench_pock.markdown(dict(report, threads=two))
+    assert text.count("**1.80x** the speed on 1") == len(rows)
