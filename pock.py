@@ -549,23 +549,23 @@ def _feasible_dual(py: torch.Tensor, px: torch.Tensor, vectorial: bool, dtype: t
     return (py * c).to(dtype), (px * c).to(dtype)
 
 
-# On CPU a certificate is computed in pieces of about this many values per array (whole images, or bands of
-# rows of a large one), which stay in the caches: 2.5-3.5x faster than whole batches of 32x32 images or a
-# whole 512x512 image. (Sharing the pieces among threads measured slower: torch's calls then wait for
-# each other's interpreter lock.)
-_CERT_PIECE_ELEMS = 1 << 15
+# On CPU a certificate is computed in pieces of at most this many values per array (runs of whole images,
+# as few as fit, or bands of rows of a large image), which stay in the caches: 2.5-3.5x faster than a whole
+# batch of 512 32x32 images or a whole 512x512 image. (Sharing the pieces among threads measured slower:
+# torch's calls then wait for each other's interpreter lock.)
+_CERT_PIECE_ELEMS = 1 << 16
 
 
 def _pieces(B: int, C: int, H: int, W: int, on_cpu: bool) -> list:
-    """``(images, r0, r1)``: runs of whole images, or one image's rows ``r0 <= y < r1`` (fixed by the image's
-    shape, so that an image's certificate does not depend on the batch it is in)."""
-    if not on_cpu:
-        return [(slice(0, B), 0, H)]
+    """``(images, r0, r1)``: runs of whole images, or one image's rows ``r0 <= y < r1`` (the bands fixed by the
+    image's shape, so that a large image's certificate does not depend on the batch it is in)."""
     per_image = C * H * W
+    if not on_cpu or B * per_image <= _CERT_PIECE_ELEMS:
+        return [(slice(0, B), 0, H)]
     if per_image <= _CERT_PIECE_ELEMS:
-        k = _CERT_PIECE_ELEMS // per_image
-        return [(slice(i, min(i + k, B)), 0, H) for i in range(0, B, k)]
-    rows = max(1, _CERT_PIECE_ELEMS // (C * W))
+        k = -(-B * per_image // _CERT_PIECE_ELEMS)                   # as few runs as fit, of even length
+        return [(slice(B * j // k, B * (j + 1) // k), 0, H) for j in range(k)]
+    rows = max(1, _CERT_PIECE_ELEMS // (2 * C * W))
     return [(slice(i, i + 1), r, min(r + rows, H)) for i in range(B) for r in range(0, H, rows)]
 
 
