@@ -51,6 +51,8 @@ The profiles:
 * ``robust128``: the dissertation's protocol against its matched control and plain, Imagenette at
   128 px and CIFAR-10 at 32 px, every run's checkpoint also tested for robustness (``test``: common
   corruptions and TV band edits, ``toolkit/robustness.py``); release ``results-v3``, its own report.
+  Its CIFAR-10 conditions that scale2 trained repeat scale2's runs under the new release
+  (``replicates``), and the report says whether their test accuracies agree.
 * ``scale``: retired: the first sweep at that scale (60 runs, no control), kept so that its ledger
   ``results/runs/scale/`` stays readable; its runs executed release ``results-v1``.
 * ``paper``: the dissertation's exact settings (batch 20, 256 px for Flowers102 and Imagenette) on a
@@ -65,7 +67,7 @@ from pathlib import Path
 from typing import Optional
 
 __all__ = ["CONDITIONS", "PROTOCOL", "KEY_CONDITIONS", "COLOR_CONDITIONS", "LABELS", "SPECTRAL", "SPECTRAL_CONCAT",
-           "DatasetPlan", "GanPlan", "Profile", "PROFILES", "SCRIPTS", "MATCHING"]
+           "LAYOUT_FLAGS", "DatasetPlan", "GanPlan", "Profile", "PROFILES", "SCRIPTS", "MATCHING"]
 
 CONDITIONS = ("plain", "spectral", "unsharp", "cropflip", "both")
 PROTOCOL = ("spectral-concat", "unsharp-concat")
@@ -81,6 +83,9 @@ SPECTRAL = (("spectral-mode", "replace"), ("spectral-prob", 0.5), ("bands", "1,2
 MAIN_GAINS = "3,5"
 # The dissertation's protocol: the batch and its amplified copy, one gain pair per batch.
 SPECTRAL_CONCAT = (("spectral-mode", "concat"), ("per-batch-gains", True), ("bands", "1,2"), ("gains", MAIN_GAINS))
+# Flags that change how a run lays its tensors out in memory, not what it computes (tests/test_fourier.py: the same
+# first-step loss): runs that differ only in them repeat each other's experiment.
+LAYOUT_FLAGS = ("channels-last",)
 
 # plain training, spectral training, test
 SCRIPTS = {
@@ -148,6 +153,9 @@ class Profile:
     readme: bool = False
     margin: float = 0.02          # "no effect larger than" this (accuracy fraction) when the 95% CI lies inside
     release: str = ""             # the git tag whose code the runs must execute (experiments/release.py)
+    # A profile whose main-table runs this one's repeat at the same budget and flags (LAYOUT_FLAGS aside), under
+    # another release: the report says whether their primary metrics agree.
+    replicates: str = ""
 
     def dataset(self, name: str) -> DatasetPlan:
         return next(d for d in self.datasets if d.name == name)
@@ -348,7 +356,7 @@ ROBUST128 = Profile(
     # One run at a time on both cores: about the machine's images/s of two 1-thread runs at 128 px (40.4 against
     # 42.8, results/formats/throughput_cpu.json), and each run ends in half the time, within a 3-hour session.
     # CIFAR-10 runs 2 x 1 (--jobs 2 --threads-per-job 1): 658 against 550 images/s at 32 px.
-    device="cpu", jobs=1, threads=2, report="RESULTS-robust.md", release="results-v3",
+    device="cpu", jobs=1, threads=2, report="RESULTS-robust.md", release="results-v3", replicates="scale2",
     datasets=_robust128_datasets(),
     images_per_s=((32, 392), (128, 21)),
 )

@@ -1,9 +1,10 @@
 """RESULTS.md and the README block, rendered from the summary records, one function per section.
 
-The text is a pure function of the ledger (and the committed throughput and unsharp-matching
-measurements): no time of day, no machine paths (datasets by archive name and sha256, files by
-repository-relative path), no git state of the checkout (the release is what the runs recorded), a
-fixed order; ``python run_experiments.py --report-only`` on a fresh clone writes the same bytes.
+The text is a pure function of the ledger (the replicated profile's too, where a profile repeats
+another's runs) and the committed throughput, memory-format and unsharp-matching measurements: no time
+of day, no machine paths (datasets by archive name and sha256, files by repository-relative path), no
+git state of the checkout (the release is what the runs recorded), a fixed order; ``python
+run_experiments.py --report-only`` on a fresh clone writes the same bytes.
 
 Every verdict is generated from the numbers by :func:`stats.verdict`: "helps" / "hurts" only with
 Welch p < 0.05, "no effect larger than X points" when the whole 95% CI lies within ±X (the profile's
@@ -20,15 +21,20 @@ from toolkit.io_utils import atomic_write_text, read_json
 
 from . import figures
 from .plan import REPO
-from .profiles import LABELS, MAIN_GAINS, MATCHING, SPECTRAL, TITLES
+from .profiles import CONDITIONS, LABELS, MAIN_GAINS, MATCHING, SPECTRAL, TITLES
 from .stats import ALPHA, LAST_K, POWER, SLOPE_K, Comparison, Spread, compare, end_slope, spread
-from .summary import Contrast, DatasetSummary, GanSummary, RobustnessSummary, Row, Summary
+from .summary import Contrast, DatasetSummary, GanSummary, Replication, RobustnessSummary, Row, Summary
+from .throughput import FORMATS
 
 __all__ = ["README_START", "README_END", "write", "render", "readme_block", "update_readme", "answer",
            "gan_answer", "verdict_line"]
 
 README_START, README_END = "<!-- results:start -->", "<!-- results:end -->"
 THROUGHPUT = REPO / "results" / "throughput_cpu.json"
+# The memory formats and layouts at the sizes of a profile that trains channels_last (python -m experiments.throughput
+# --formats ... --output-dir results/formats).
+FORMATS_FILE = "results/formats/throughput_cpu.json"
+FORMATS_THROUGHPUT = REPO / FORMATS_FILE
 EXAMPLES = REPO / "results" / "examples" / "example_grid.png"
 # Made by another script (experiments/fourier_heatmap.py) into the report's figure folder, not drawn here.
 FOURIER = "fourier_heatmap"
@@ -152,10 +158,23 @@ def _header(s: Summary) -> list:
     return out + _release(s)
 
 
+def _channels_last(p) -> bool:
+    return any(dict(d.budget).get("channels-last") for d in p.datasets)
+
+
+def _layout(layout: str) -> str:
+    """'1x2' as '1 run × 2 threads'."""
+    runs, threads = (int(v) for v in layout.split("x"))
+    return f"{runs} run{'s' if runs != 1 else ''} × {threads} thread{'s' if threads != 1 else ''}"
+
+
 def _throughput_note(p) -> list:
     tp = read_json(THROUGHPUT) if p.device == "cpu" and not p.generated_data else None
     if not tp:
         return []
+    # A channels_last profile chose its layout with the format (the table of _formats_note), its batch size here.
+    chosen = ("The batch size was" if _channels_last(p) else
+              "The batch size and the layout (runs at once × threads) were")
     best = {(r["image_size"], r["batch"], r["layout"]): r for r in tp["best"]}
     rows = ["| image size | batch | 1 run × 2 threads | 2 runs × 1 thread |", "|---:|---:|---:|---:|"]
     for size, batch in sorted({k[:2] for k in best}):
@@ -163,26 +182,81 @@ def _throughput_note(p) -> list:
         rows.append(f"| {size} | {batch} | " + " | ".join(
             "–" if c is None else f"{c['images_per_s']:,.0f} (tries: {', '.join(f'{t:,.0f}' for t in c['tries'])})"
             for c in cells) + " |")
-    return ["The batch size and the layout (runs at once × threads) were chosen by measuring training images/s "
+    return [f"{chosen} chosen by measuring training images/s "
             f"of this network, summed over the runs, with `{tp['command']}` ({tp['machine']['cpu']}, "
             f"{tp['machine']['cores']} cores, {tp['measured']}; `results/throughput_cpu.json`). The best of the "
-            "tries counts: other work on the shared machine only slows a try down, a 2-thread run most.", ""] + rows + [""]
+            "tries counts: other work on the shared machine only slows a try down, a 2-thread run most.",
+            ""] + rows + [""] + _formats_note(p)
+
+
+def _formats_note(p) -> list:
+    """For a profile that trains channels_last: the measurement of memory formats and layouts that chose them, with
+    channels_last / contiguous in the profile's layout."""
+    tp = read_json(FORMATS_THROUGHPUT) if _channels_last(p) else None
+    if not tp:
+        return []
+    best = {(r["image_size"], r["batch"], r["layout"], r["format"]): r for r in tp["best"]}
+    ratios = {(r["image_size"], r["batch"], r["layout"]): r["ratio"] for r in tp["format_ratios"]
+              if r["format"] == "channels_last"}
+    formats = [f for f in FORMATS if any(k[3] == f for k in best)]
+    used = f"{p.jobs}x{p.threads}"
+    rows = ["| image size | batch | layout | " + " | ".join(f"{f}, images/s" for f in formats)
+            + " | channels_last / contiguous |", "|---:|---:|---|" + "---:|" * (len(formats) + 1)]
+    for size, batch, layout in sorted({k[:3] for k in best}):
+        cells = [best.get((size, batch, layout, f)) for f in formats]
+        ratio = ratios.get((size, batch, layout))
+        rows.append(f"| {size} | {batch} | {_layout(layout)}" + (" (the profile's)" if layout == used else "") + " | "
+                    + " | ".join("–" if c is None else f"{c['images_per_s']:,.1f}" for c in cells) + " | "
+                    + ("–" if ratio is None else f"{ratio:.2f}") + " |")
+    at = [f"{ratios[k]:.2f} at {k[0]} px (batch {k[1]})" for k in sorted(ratios) if k[2] == used]
+    unmeasured = sorted({dict(d.budget)["image-size"] for d in p.datasets if dict(d.budget).get("channels-last")}
+                        - {k[0] for k in best})
+    tries = max(len(r["tries"]) for r in tp["best"])
+    m = tp["machine"]
+    return [f"The memory format and the layout were chosen by measuring the same network's training images/s in each "
+            f"format (the same float32 maths in another memory layout or compiled) and layout, with `{tp['command']}` "
+            f"({m['cpu']}, {m['cores']} cores, torch {m['torch']}, {tp['measured']}; "
+            f"`{FORMATS_FILE}`; {tp['seconds_per_configuration']:g} s timed per "
+            f"configuration, the best of {tries} tr{'y' if tries == 1 else 'ies'}). In the profile's layout "
+            f"({_layout(used)}) channels_last / contiguous is "
+            + (_and(at) if at else "not measured") + "."
+            + (f" The file holds no measurement at {_and([f'{s} px' for s in unmeasured])}, where the profile trains "
+               f"channels_last too." if unmeasured else ""), ""] + rows + [""]
+
+
+def _matched(flags: dict, amount: list, sigma) -> bool:
+    """Whether a condition's unsharp flags are those a matching measured (else the profile set them by hand)."""
+    return flags.get("unsharp-amount") == f"{amount[0]:g},{amount[1]:g}" and flags.get("unsharp-sigma") == sigma
+
+
+def _measured_on(e: dict) -> str:
+    return f"{e['images']} of its '{e['split']}' split ({e['archive']})"
 
 
 def _matching(s: Summary) -> list:
-    """The unsharp control's matching, from results/unsharp_matching.json, for the datasets whose flags it set."""
+    """The unsharp controls' matching, from results/unsharp_matching.json, for the datasets whose flags it set: per
+    image for ``unsharp`` (its "datasets"), per batch for ``unsharp-concat`` (its "sizes")."""
     with_unsharp = [d for d in s.datasets if d.plan.unsharp]
-    if not with_unsharp:
+    with_concat = [d for d in s.datasets if d.plan.protocol_unsharp]
+    if not with_unsharp and not with_concat:
         return []
     m = read_json(MATCHING) or {"datasets": {}}
+    out = []
+    if with_unsharp:
+        out += _matching_per_image(m, with_unsharp)
+    if with_concat:
+        out += _matching_per_batch(m, with_concat)
+    return out
+
+
+def _matching_per_image(m: dict, datasets: list) -> list:
     rows, unmatched = [], []
-    for d in with_unsharp:
-        flags, e = dict(d.plan.unsharp), m["datasets"].get(d.name)
-        if e is None or flags.get("unsharp-amount") != f"{e['amount'][0]:g},{e['amount'][1]:g}" \
-                or flags.get("unsharp-sigma") != m.get("sigma"):
+    for d in datasets:
+        e = m["datasets"].get(d.name)
+        if e is None or not _matched(dict(d.plan.unsharp), e["amount"], m.get("sigma")):
             unmatched.append(d.title)
             continue
-        rows.append(f"| {d.title} | {e['images']} of its '{e['split']}' split ({e['archive']}) | {e['image_size']} | "
+        rows.append(f"| {d.title} | {_measured_on(e)} | {e['image_size']} | "
                     f"{m['sigma']:g} | [{e['amount'][0]:g}, {e['amount'][1]:g}) | {e['spectral_norm']:.2f} | "
                     f"{e['unsharp_norm']:.2f} | {e['spectral_rms_per_pixel']:.3f} |")
     out = ["**The matched control.** `unsharp` replaces an image, with the spectral condition's probability 0.5, by "
@@ -198,6 +272,35 @@ def _matching(s: Summary) -> list:
                 "spectral RMS per pixel |", "|---|---|---:|---:|---|---:|---:|---:|"] + rows + [""]
     if unmatched:
         out += [f"Not matched (the profile sets s and a by hand): {', '.join(unmatched)}.", ""]
+    return out
+
+
+def _matching_per_batch(m: dict, datasets: list) -> list:
+    rows, unmatched = [], []
+    for d in datasets:
+        size = str(_flags(d)["image-size"])
+        e = m.get("sizes", {}).get(d.name, {}).get(size, {}).get("per-batch")
+        if e is None or not _matched(dict(d.plan.protocol_unsharp), e["amount"], e["sigma"]):
+            unmatched.append(d.title)
+            continue
+        rows.append(f"| {d.title} | {_measured_on(e)} | {e['image_size']} | {e['batch_size']} | {e['sigma']:g} | "
+                    f"[{e['amount'][0]:g}, {e['amount'][1]:g}) | {e['spectral_norm']:.2f} | {e['unsharp_norm']:.2f} | "
+                    f"{e['spectral_norm_sd']:.2f} / {e['unsharp_norm_sd']:.2f} |")
+    out = [f"**The protocol's matched control.** `unsharp-concat` ({LABELS['unsharp-concat']}) trains every batch "
+           f"together with its unsharp-masked copy, w = f + a (f - G_s * f), as `spectral-concat` trains it with its "
+           f"amplified copy. Per batch one amount a is drawn (uniformly from its range), as spectral concat draws one "
+           f"gain pair per batch, so the size of the perturbation a step trains on varies from batch to batch: the "
+           f"range of a is chosen so that the copies' perturbation size E||w - f||₂ (a batch's mean, on the [-1, 1] "
+           f"scale) is matched in the mean and in the spread over batches (its standard deviation; the spectral "
+           f"copies' over the four equally likely gain pairs), measured on training images at the profile's image "
+           f"size by `python -m experiments.unsharp_match --per-batch` (`results/unsharp_matching.json`, under "
+           f"\"sizes\"). At equal size, {LABELS['spectral-concat']} - {LABELS['unsharp-concat']} tells whether the TV "
+           f"bands matter in the dissertation's protocol.", ""]
+    if rows:
+        out += ["| dataset | measured on | size | batch | s (px) | a | spectral E‖w - f‖ | unsharp E‖w - f‖ | "
+                "sd over batches, spectral / unsharp |", "|---|---|---:|---:|---:|---|---:|---:|---:|"] + rows + [""]
+    if unmatched:
+        out += [f"Not matched per batch at the profile's image size: {', '.join(unmatched)}.", ""]
     return out
 
 
@@ -224,13 +327,7 @@ def _setup(s: Summary) -> list:
                    f"{f['lr']:g} | {pl.eval_note} | {seeds} | {d.counts['done']} / {d.counts['pending']} / "
                    f"{d.counts['stale']} |")
     margin = f"{100 * s.profile.margin:g}"
-    out += ["", "Conditions, all at the same budget (images, epochs, steps): **plain**; **spectral**: each training "
-            "image replaced with probability 0.5 by its spectral TV augmentation (bands 1-2 of the TV flow with "
-            "λ = 7 amplified by integer gains k in {3, 4}, drawn per image); **unsharp mask**: the matched "
-            "non-spectral control (below); **crop+flip**: random crop (4 px reflect padding per 32 px) and horizontal "
-            "flip, the standard augmentation and the *positive control*; **spectral + crop+flip**: both. Each seed "
-            "draws its own training subset, initialisation, batches and augmentation; the evaluation images are the "
-            "same for every run.", ""] + _protocol_note([d.plan for d in s.datasets]) + [
+    out += ["", _conditions([d.plan for d in s.datasets]), ""] + _protocol_note([d.plan for d in s.datasets]) + [
             f"**Primary metric** (declared before the runs): each run's mean test accuracy over its last {LAST_K} "
             f"epochs (all of a shorter run), since constant-lr Adam moves test accuracy by points from one epoch to the next; the final "
             f"epoch's accuracy is the second column. Δ is the difference of the mean to plain in percentage points "
@@ -246,6 +343,29 @@ def _setup(s: Summary) -> list:
             "dissertation's solver) is measured by `bench_pock.py`: see the README's "
             "[benchmark section](README.md#benchmark-of-the-tv-engine).", ""]
     return out + _throughput_note(s.profile)
+
+
+# What each condition of a main table at one budget does (the dissertation's protocol has its own note).
+_CONDITION_TEXT = {
+    "spectral": "each training image replaced with probability 0.5 by its spectral TV augmentation (bands 1-2 of the "
+                "TV flow with λ = 7 amplified by integer gains k in {3, 4}, drawn per image)",
+    "unsharp": "the matched non-spectral control (below)",
+    "cropflip": "random crop (4 px reflect padding per 32 px) and horizontal flip, the standard augmentation and the "
+                "*positive control*",
+    "both": "both"}
+
+
+def _conditions(plans: list) -> str:
+    """The conditions the datasets train at their main budget, each with what it does, and which dataset trains
+    fewer of them."""
+    trained = [c for c in CONDITIONS if any(c in pl.conditions for pl in plans)]
+    listed = "; ".join(f"**{LABELS[c]}**" + (f": {_CONDITION_TEXT[c]}" if c in _CONDITION_TEXT else "")
+                       for c in trained)
+    fewer = [f"{TITLES[pl.name]} trains only {_and([LABELS[c] for c in trained if c in pl.conditions])}"
+             for pl in plans if any(c not in pl.conditions for c in trained)]
+    return (f"Conditions, all at the same budget (images, epochs, steps): {listed}."
+            + (f" Of these, {'; '.join(fewer)}." if fewer else "") + " Each seed draws its own training subset, "
+            "initialisation, batches and augmentation; the evaluation images are the same for every run.")
 
 
 def _protocol_note(plans: list) -> list:
@@ -547,6 +667,52 @@ def _concat(d: DatasetSummary) -> list:
     return out + [""]
 
 
+def _release_of(name: str, tag: str) -> str:
+    return f"{name} (release `{tag}`)" if tag else name
+
+
+def _replication(d: DatasetSummary, profile) -> list:
+    """The conditions ``profile`` trains as the profile it replicates did (same budget and flags, the memory layout
+    aside), compared on the primary metric, with one generated sentence: a condition agrees when the 95% CI of
+    the difference includes 0."""
+    rep: Optional[Replication] = d.replication
+    if rep is None:
+        return []
+    ours, other = profile.name, rep.profile
+    out = [f"### Replication of {other}", "",
+           f"The conditions {_release_of(ours, profile.release)} trains as {_release_of(other, rep.release)} did: the "
+           f"same script, budget and flags, the memory layout aside (the same maths). Primary metric (test "
+           f"accuracy, {_last(d)}) in %, mean ± std over each profile's current seeds; Δ = {ours} - {other} in points "
+           f"with its 95% CI and Welch p. They agree when the 95% CI of Δ includes 0.", "",
+           f"| condition | {ours} seeds | {ours} % | {other} seeds | {other} % | Δ {ours} - {other} [95% CI] | "
+           f"Welch p |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rep.rows:
+        out.append(f"| {r.label} | {r.ours.n} | {_pm(r.ours)} | {r.theirs.n} | {_pm(r.theirs)} | "
+                   f"{_diff(r.comparison)} | {_p(r.comparison.p if r.comparison else None)} |")
+    parts, pending = [], {}
+    agree = [r.label for r in rep.rows if r.agrees]
+    if agree:
+        parts.append(f"{_and(agree)} agree{'s' if len(agree) == 1 else ''} with {other} (the 95% CI of Δ includes 0)")
+    for r in rep.rows:
+        k = r.comparison
+        if r.agrees is False:
+            gap = min(abs(k.low), abs(k.high))
+            parts.append(f"{r.label} does not: Δ = {100 * k.diff:+.1f} points (95% CI {_ci(k, None)}, Welch p = "
+                         f"{_p(k.p)}), at least {100 * gap:.1f} points from agreement")
+        elif r.agrees is None:
+            short = [f"{_finished(s.n)} in {name}" for name, s in ((ours, r.ours), (other, r.theirs)) if s.n < 2]
+            pending.setdefault(" and ".join(short) or "no spread on either side", []).append(r.label)
+    if pending:
+        parts.append("not yet for " + ", ".join(f"{_and(labels)} ({why})" for why, labels in pending.items())
+                     + ("; each side needs two finished seeds" if any("seed" in why for why in pending) else ""))
+    text = "; ".join(parts)
+    return out + ["", f"Do {ours}'s clean numbers replicate {other}'s? {text[0].upper()}{text[1:]}.", ""]
+
+
+def _finished(n: int) -> str:
+    return "no finished seed" if n == 0 else f"{n} finished seed{'s' if n != 1 else ''}"
+
+
 def _draw(gains: str) -> str:
     lo, hi = gains.split(",")
     if "." in gains:
@@ -581,7 +747,7 @@ def _confusion(d: DatasetSummary, fig: Optional[str]) -> list:
             + " (equal to the training runs' final-epoch test accuracy: same checkpoint, same images).", ""]
 
 
-def _dataset(d: DatasetSummary, figs: dict) -> list:
+def _dataset(d: DatasetSummary, figs: dict, profile) -> list:
     f = _flags(d)
     n = f"{f['subset']:,}" if f.get("subset") else "All"
     out = [f"## {d.title}", "", f"{n} training images at {f['image-size']}×{f['image-size']}, "
@@ -592,7 +758,8 @@ def _dataset(d: DatasetSummary, figs: dict) -> list:
     for kind, alt in (("curves", "learning curves"), ("delta", "spectral - plain per epoch")):
         if figs.get(kind):
             out += [f"![{d.title} {alt}]({figs[kind]})", ""]
-    out += _lower_or_slower(d) + _robustness(d, figs.get("robustness")) + _color(d) + _concat(d)
+    out += _replication(d, profile) + _lower_or_slower(d) + _robustness(d, figs.get("robustness"))
+    out += _color(d) + _concat(d)
     out += _confusion(d, figs.get("confusion"))
     return out + _ablation(d, figs.get("ablation"))
 
@@ -681,24 +848,52 @@ def _stale(s: Summary) -> list:
     return out + [""]
 
 
-def answer(d: DatasetSummary) -> str:
-    """The answer for one dataset in one sentence, from the numbers (primary metric)."""
-    c = d.contrasts.get("spectral")
-    if c is None or c.comparison is None:
-        return "no answer yet (spectral and plain need two finished seeds each)."
+def _needs(d: DatasetSummary, a: str, b: str) -> str:
+    """Why ``a - b`` has no answer yet: the arms short of two finished seeds."""
+    n = {r.key: r.acc.n for r in d.main}
+    short = [LABELS.get(k, k) for k in (a, b) if n.get(k, 0) < 2]
+    if not short:
+        return "no answer yet (neither arm has any spread)"
+    return f"no answer yet ({_and(short)} " + ("needs two finished seeds)" if len(short) == 1 else
+                                                "need two finished seeds each)")
+
+
+def _answer(c: Contrast, what: str, first: bool) -> str:
+    """``what``'s Δ, 95% CI, Welch p and verdict (with the power of its seeds); ``first``: it names the metric."""
     k = c.comparison
-    out = (f"spectral - plain on the last-{LAST_K}-epoch test accuracy is {100 * k.diff:+.1f} points "
-           f"(95% CI {_ci(k, c.margin)}, Welch p = {_p(k.p)}): "
-           + _word(c, f"smallest difference detectable at {POWER:.0%} power: {100 * c.mdd:.1f} points"
-                   if c.mdd is not None else ""))
-    b = d.contrasts.get("bands")
-    if b is not None and b.comparison is not None:
-        out += (f"; against the unsharp mask of the same perturbation size {100 * b.comparison.diff:+.1f} points "
-                f"(95% CI {_ci(b.comparison, b.margin)}): {_word(b)}")
-    ctl = d.contrasts.get("control")
-    if ctl is not None and ctl.comparison is not None and not _control_shown(ctl):
-        out += f"; crop+flip ({100 * ctl.comparison.diff:+.1f} points) {_CONTROL_NOT_SHOWN}"
-    return out + "."
+    return (f"{what}{f' on the last-{LAST_K}-epoch test accuracy' if first else ''} is {100 * k.diff:+.1f} points "
+            f"(95% CI {_ci(k, c.margin)}, Welch p = {_p(k.p)}): "
+            + _word(c, f"smallest difference detectable at {POWER:.0%} power: {100 * c.mdd:.1f} points"
+                    if c.mdd is not None else ""))
+
+
+def answer(d: DatasetSummary) -> str:
+    """The answers for one dataset in one sentence, from the numbers (primary metric): spectral - plain (replace
+    mode) with its controls, and where the plan trains the dissertation's protocol, spectral concat - plain and
+    spectral concat - unsharp concat. Answers come first; each one still missing names the arms short of seeds."""
+    answered, missing = [], []
+    c = d.contrasts.get("spectral")
+    if c is not None and c.comparison is not None:
+        out = _answer(c, "spectral - plain", first=True)
+        b = d.contrasts.get("bands")
+        if b is not None and b.comparison is not None:
+            out += (f"; against the unsharp mask of the same perturbation size {100 * b.comparison.diff:+.1f} points "
+                    f"(95% CI {_ci(b.comparison, b.margin)}): {_word(b)}")
+        ctl = d.contrasts.get("control")
+        if ctl is not None and ctl.comparison is not None and not _control_shown(ctl):
+            out += f"; crop+flip ({100 * ctl.comparison.diff:+.1f} points) {_CONTROL_NOT_SHOWN}"
+        answered.append(out)
+    elif "spectral" in d.plan.conditions:
+        missing.append(f"spectral - plain: {_needs(d, 'spectral', 'plain')}")
+    if "spectral-concat" in d.plan.conditions:
+        against = ["plain"] + (["unsharp-concat"] if "unsharp-concat" in d.plan.conditions else [])
+        for key, b in zip(("protocol", "protocol-bands"), against):
+            what, c = f"{LABELS['spectral-concat']} - {LABELS[b]}", d.contrasts.get(key)
+            if c is not None and c.comparison is not None:
+                answered.append(_answer(c, what, first=not answered))
+            else:
+                missing.append(f"{what}: {_needs(d, 'spectral-concat', b)}")
+    return "; ".join(answered + missing) + "."
 
 
 def _holds(done: list) -> str:
@@ -734,7 +929,7 @@ def render(s: Summary, figs: dict, fourier: Optional[dict] = None) -> str:
         lines += [f"![test accuracy per condition]({figs[(None, 'accuracy')]})", ""]
     lines += _setup(s) + _provenance(s)
     for d in s.datasets:
-        lines += _dataset(d, {k: v for (ds, k), v in figs.items() if ds == d.name})
+        lines += _dataset(d, {k: v for (ds, k), v in figs.items() if ds == d.name}, s.profile)
     lines += _fourier(figs.get((None, "fourier")), fourier)
     lines += _gan(s, figs.get((None, "gan"))) + _stale(s) + _closing(s)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -7,7 +7,9 @@ Accuracies are compared on the primary metric, each run's mean test accuracy ove
 ``stats.LAST_K`` epochs, declared before the runs; the final epoch's accuracy is kept beside it. A
 :class:`Contrast` is one difference the report answers (spectral - plain, spectral - unsharp, ...):
 the Welch comparison on both metrics, the generated verdict and the power line. Runs whose test step
-measured robustness (``test/robustness.json``) also give a :class:`RobustnessSummary` per dataset.
+measured robustness (``test/robustness.json``) also give a :class:`RobustnessSummary` per dataset. A
+profile that repeats another's runs (``Profile.replicates``) reads that profile's ledger too, for a
+:class:`Replication` per dataset: the conditions both train at the same budget, compared on the primary metric.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from toolkit.io_utils import read_json
 
 from . import ledger, release
 from .plan import Job, plan
-from .profiles import COLOR_CONDITIONS, CONDITIONS, LABELS, MAIN_GAINS, TITLES, DatasetPlan, Profile
+from .profiles import (COLOR_CONDITIONS, CONDITIONS, LABELS, LAYOUT_FLAGS, MAIN_GAINS, PROFILES, TITLES, DatasetPlan,
+                       Profile)
 from .stats import (LAST_K, Comparison, Spread, compare, last_mean, min_detectable_difference, pooled_sd, spread,
                     verdict)
 
-__all__ = ["RunRecord", "Row", "Contrast", "Robustness", "RobustRow", "RobustnessSummary", "DatasetSummary",
-           "GanSummary", "Summary", "summarize", "contrast"]
+__all__ = ["RunRecord", "Row", "Contrast", "Robustness", "RobustRow", "RobustnessSummary", "Replica", "Replication",
+           "DatasetSummary", "GanSummary", "Summary", "summarize", "contrast"]
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,29 @@ class RobustnessSummary:
 
 
 @dataclass(frozen=True)
+class Replica:
+    """One condition that this profile and the one it replicates train at the same budget: the primary metric of
+    each over its seeds, and this - that."""
+    key: str
+    label: str
+    ours: Spread
+    theirs: Spread
+    comparison: Optional[Comparison]   # None with fewer than two seeds on a side
+
+    @property
+    def agrees(self) -> Optional[bool]:
+        """Whether the 95% CI of this - that includes 0; None while there is no interval."""
+        return None if self.comparison is None else self.comparison.low <= 0 <= self.comparison.high
+
+
+@dataclass(frozen=True)
+class Replication:
+    profile: str                       # the replicated profile
+    release: str                       # its release
+    rows: tuple                        # Replicas, in the order of the main table
+
+
+@dataclass(frozen=True)
 class DatasetSummary:
     name: str
     title: str
@@ -177,6 +203,7 @@ class DatasetSummary:
     long: tuple = ()                   # Rows of crop+flip and both at long_epochs
     long_contrast: Optional[Contrast] = None
     robustness: Optional[RobustnessSummary] = None
+    replication: Optional[Replication] = None
 
 
 @dataclass(frozen=True)
@@ -348,8 +375,14 @@ def _rows(cur: list, table: str, conditions, plain_of) -> tuple:
     return tuple(_row(c, LABELS.get(c, c), rs, plain) for c, rs in by.items() if rs)
 
 
-def _dataset(ds: DatasetPlan, runs: list, jobs: list, statuses: list, margin: float) -> DatasetSummary:
-    cur = [r for r in runs if r.dataset == ds.name and r.status == "current" and r.test_acc is not None]
+def _current(runs: list, dataset: str) -> list:
+    """The runs of ``dataset`` that enter the tables: current, with a test accuracy."""
+    return [r for r in runs if r.dataset == dataset and r.status == "current" and r.test_acc is not None]
+
+
+def _dataset(ds: DatasetPlan, runs: list, jobs: list, statuses: list, margin: float,
+             replication: Optional[Replication] = None) -> DatasetSummary:
+    cur = _current(runs, ds.name)
     # Conditions a newer profile adds (the report takes the rows there are) come after the known ones.
     main = _rows(cur, "main", CONDITIONS + tuple(dict.fromkeys(r.condition for r in cur if r.table == "main"
                                                               and r.condition not in CONDITIONS)), None)
@@ -384,7 +417,7 @@ def _dataset(ds: DatasetPlan, runs: list, jobs: list, statuses: list, margin: fl
                           _delta_curve(get.get("spectral"), get.get("plain")), color,
                           contrast(cget.get("spectral"), cget.get("plain"), margin, planned["color"]), long,
                           contrast(lget.get("both"), lget.get("cropflip"), margin, planned["long"]),
-                          _robust(main, margin, planned["main"]))
+                          _robust(main, margin, planned["main"]), replication)
 
 
 def _wall_seconds(runs: list) -> float:
@@ -429,18 +462,54 @@ def _gan(profile: Profile, cur: list, by_id: dict) -> Optional[GanSummary]:
                       metrics[0].get("fid_kid", ""), figure if figure.is_file() else None)
 
 
-def summarize(profile: Profile, root: Path, manifests: Path = release.MANIFESTS) -> Summary:
-    """Read the ledger of ``profile`` under ``root`` once and reduce it to records (staleness against the
-    profile's release, whose manifest is in ``manifests``)."""
+def _ledger(profile: Profile, root: Path, manifests: Path) -> tuple:
+    """``(jobs, release manifest or None, entries, their RunRecords)`` of ``profile``'s ledger under ``root``."""
     jobs: list[Job] = plan(profile)
     rel = release.load(profile.release, manifests) if profile.release else None
     entries = ledger.read_all(root, profile.name, jobs, rel)
-    runs = [_record(e) for e in entries]
+    return jobs, rel, entries, [_record(e) for e in entries]
+
+
+def _training(job: Job) -> tuple:
+    """What a job's training computes: its script and flags, the seed and the memory layout aside."""
+    train = job.steps[0]
+    return train.script, tuple((f, v) for f, v in train.flags if f not in ("seed",) + LAYOUT_FLAGS)
+
+
+def _replication(ds: DatasetPlan, jobs: list, runs: list, other: Profile, other_jobs: list,
+                 other_runs: list) -> Optional[Replication]:
+    """``ds``'s main-table conditions that ``other`` trains with the same script and flags (:func:`_training`), each
+    compared on the primary metric of the current runs; None when there are none."""
+    def trained(js):
+        return {j.condition: _training(j) for j in js if j.dataset == ds.name and j.table == "main"}
+
+    def primaries(rs, condition):
+        return [r.primary for r in _current(rs, ds.name) if r.table == "main" and r.condition == condition]
+
+    ours, theirs = trained(jobs), trained(other_jobs)
+    rows = []
+    for c in ds.conditions:
+        if c in theirs and ours.get(c) == theirs[c]:
+            a, b = primaries(runs, c), primaries(other_runs, c)
+            rows.append(Replica(c, LABELS.get(c, c), spread(a), spread(b), compare(a, b)))
+    return Replication(other.name, other.release, tuple(rows)) if rows else None
+
+
+def summarize(profile: Profile, root: Path, manifests: Path = release.MANIFESTS) -> Summary:
+    """Read the ledger of ``profile`` under ``root`` once and reduce it to records (staleness against the
+    profile's release, whose manifest is in ``manifests``); and the ledger of the profile it replicates, there too."""
+    jobs, rel, entries, runs = _ledger(profile, root, manifests)
+    replicated = {}
+    if profile.replicates:
+        other = PROFILES[profile.replicates]
+        other_jobs, _, _, other_runs = _ledger(other, root, manifests)
+        replicated = {ds.name: _replication(ds, jobs, runs, other, other_jobs, other_runs) for ds in profile.datasets}
     by_id = {e.id: e for e in entries}
     status = {j.id: ledger.status(j, by_id[j.id].run if j.id in by_id else None, rel)[0] for j in jobs}
     counts = {s: sum(1 for v in status.values() if v == s) for s in ("done", "pending", "stale")}
     datasets = tuple(_dataset(ds, runs, [j for j in jobs if j.dataset == ds.name],
-                              [status[j.id] for j in jobs if j.dataset == ds.name], profile.margin)
+                              [status[j.id] for j in jobs if j.dataset == ds.name], profile.margin,
+                              replicated.get(ds.name))
                      for ds in profile.datasets)
     cur = [r for r in runs if r.status == "current"]
     return Summary(profile, datasets, counts, len(jobs), tuple(runs), _gan(profile, cur, by_id), _wall_seconds(cur),

@@ -605,7 +605,8 @@ def test_committed_reports_are_what_the_committed_ledger_gives(tmp_path, name):
     committed ledger, as `run_experiments.py --report-only` does on a fresh clone: after merging finished runs,
     rerun it and commit what it writes."""
     prof = PROFILES[name]
-    shutil.copytree(ledger.DEFAULT_ROOT / name, tmp_path / "results" / "runs" / name)
+    for ledger_of in filter(None, (name, prof.replicates)):      # a replication reads the other profile's ledger too
+        shutil.copytree(ledger.DEFAULT_ROOT / ledger_of, tmp_path / "results" / "runs" / ledger_of)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     report.write(summary.summarize(prof, tmp_path / "results" / "runs"), tmp_path)
     assert (tmp_path / prof.report).read_text() == (ROOT / prof.report).read_text(), \

@@ -1,5 +1,6 @@
 """The report's verdicts (interim, rounding near the margin, lower or slower), the end-of-run slope, the
-robustness section and the Fourier heat-map hook, on synthetic ledgers built from the committed smoke ledger."""
+robustness section, the closing answers, the matching and throughput notes, the replication of another profile
+and the Fourier heat-map hook, on synthetic ledgers built from the committed smoke ledger."""
 
 import json
 import math
@@ -12,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from test_experiments import LEDGER, ROOT, _as_current
-from experiments import report, summary
+from experiments import release, report, summary, throughput
 from experiments.plan import plan
-from experiments.profiles import PROFILES
+from experiments.profiles import MATCHING, PROFILES
 from toolkit import fingerprint
-from experiments.stats import Comparison, end_slope, slope
+from experiments.stats import Comparison, end_slope, min_detectable_difference, slope
 from toolkit.plots import WNID_NAMES
 
 SMOKE = PROFILES["smoke"]
@@ -117,6 +118,25 @@ def _robust_ledger(dest: Path) -> Path:
     return led
 
 
+def _relabelled(root: Path, prof, jobs, accuracy=None, manifest=None) -> Path:
+    """Smoke runs copied under ``root`` as ``prof``'s ``jobs``, current against today's code (or the release
+    ``manifest``'s); ``accuracy(job)``, where given, is the test accuracy of each of the run's epochs."""
+    fingerprints = {}
+    for j in jobs:
+        entry = root / prof.name / j.id
+        shutil.copytree(LEDGER / "smoke" / "cifar10" / "plain" / f"seed{min(j.seed, 1)}", entry)
+        if j.scripts not in fingerprints:
+            fingerprints[j.scripts] = (release.release_fingerprint(j.scripts, manifest) if manifest
+                                       else fingerprint.fingerprint(j.scripts))[0]
+        run = json.loads((entry / "run.json").read_text())
+        run.update(id=j.id, profile=prof.name, dataset=j.dataset, table=j.table, condition=j.condition, seed=j.seed,
+                   spec=j.spec(), fingerprint=fingerprints[j.scripts])
+        (entry / "run.json").write_text(json.dumps(run))
+        if accuracy is not None:
+            _curve(entry, [accuracy(j)] * 2)          # the smoke runs have two epochs
+    return root
+
+
 def _write(out: Path, led: Path, profile=SMOKE) -> str:
     out.mkdir(parents=True, exist_ok=True)
     report.write(summary.summarize(profile, led), out)
@@ -163,13 +183,9 @@ def test_robustness_takes_the_conditions_the_ledger_has(tmp_path):
     prof = replace(PROFILES["robust128"], release="")
     jobs = [j for j in plan(prof) if j.dataset == "cifar10" and j.table == "main"]
     assert {"spectral-concat", "unsharp-concat"} <= {j.condition for j in jobs}
+    _relabelled(tmp_path / "ledger", prof, jobs)
     for j in jobs:
         entry = tmp_path / "ledger" / prof.name / j.id
-        shutil.copytree(LEDGER / "smoke" / "cifar10" / "plain" / f"seed{min(j.seed, 1)}", entry)
-        run = json.loads((entry / "run.json").read_text())
-        run.update(id=j.id, profile=prof.name, table=j.table, condition=j.condition, seed=j.seed, spec=j.spec(),
-                   fingerprint=fingerprint.fingerprint(j.scripts)[0])
-        (entry / "run.json").write_text(json.dumps(run))
         (entry / "test").mkdir(exist_ok=True)
         (entry / "test" / "robustness.json").write_text(json.dumps(_robustness(j.condition, j.seed)))
     s = summary.summarize(prof, tmp_path / "ledger")
@@ -181,6 +197,157 @@ def test_robustness_takes_the_conditions_the_ledger_has(tmp_path):
     assert re.search(r"- spectral concat, per batch - unsharp concat, per batch \(the TV bands against a "
                      r"perturbation of the same size, in the dissertation's protocol\): [+-]0\.0 points", md)
     assert "![CIFAR-10 confusion" not in md and "Confusion matrices" not in md   # robust128 names none
+
+
+# Three seeds per arm, sd 1 point, means 5 points apart: by hand, Welch's t = 5 / (1 * sqrt(2/3)) = 6.12 with 4 df,
+# 95% CI 5 ± t(0.975, 4) sqrt(2/3) = 5 ± 2.27 points, two-sided p = 0.0036.
+FIVE_APART = "+5.0 points (95% CI [+2.7, +7.3], Welch p = 0.004)"
+
+
+def _closing_line(md: str, title: str) -> str:
+    return next(x for x in md.splitlines() if x.startswith(f"- {title} ("))
+
+
+def test_closing_note_answers_the_protocol_while_spectral_is_still_missing(tmp_path):
+    """robust128's Imagenette trains spectral (replace mode) last: with three seeds of plain and the protocol's two
+    conditions, its closing line answers the protocol, and says which arm the spectral answer waits for."""
+    prof = replace(PROFILES["robust128"], release="")
+    level = {"plain": 0.50, "spectral-concat": 0.55}
+    jobs = [j for j in plan(prof) if j.dataset == "imagenette" and j.table == "main" and j.seed < 3
+            and j.condition in ("plain", "spectral-concat", "unsharp-concat")]
+    # unsharp concat: mean 0.55 - 0.01, sd 2 points, so spectral concat - unsharp concat is +1.0 and inconclusive
+    led = _relabelled(tmp_path / "ledger", prof, jobs, lambda j: level[j.condition] + j.seed / 100
+                      if j.condition in level else 0.53 + 2 * j.seed / 100)
+    s = summary.summarize(prof, led)
+    line = _closing_line(report.render(s, {}), "Imagenette")
+    power = f"smallest difference detectable at 80% power: {100 * min_detectable_difference(0.01, 3, 3):.1f} points"
+    assert line.startswith(f"- Imagenette (128 px): spectral concat, per batch - plain on the last-5-epoch test "
+                           f"accuracy is {FIVE_APART}: **helps**, interim (3 of 6 planned seeds; {power}); "), line
+    assert re.search(r"; spectral concat, per batch - unsharp concat, per batch is \+1\.0 points \(95% CI "
+                     r"\[-\d\.\d, \+\d\.\d\], Welch p = 0\.\d{3}\): \*\*inconclusive\*\*, interim \(3 of 6 planned "
+                     r"seeds; smallest", line), line
+    assert line.endswith("; spectral - plain: no answer yet (spectral needs two finished seeds).")
+    d = next(d for d in s.datasets if d.name == "imagenette")
+    assert report.answer(d) in line and report.answer(d).count("no answer yet") == 1
+
+
+def test_closing_note_names_every_arm_short_of_seeds():
+    s = summary.summarize(replace(PROFILES["robust128"], release=""), LEDGER)          # no robust128 run there
+    d = next(d for d in s.datasets if d.name == "cifar10")
+    assert report.answer(d) == (
+        "spectral - plain: no answer yet (spectral and plain need two finished seeds each); spectral concat, per "
+        "batch - plain: no answer yet (spectral concat, per batch and plain need two finished seeds each); spectral "
+        "concat, per batch - unsharp concat, per batch: no answer yet (spectral concat, per batch and unsharp concat, "
+        "per batch need two finished seeds each).")
+
+
+def test_without_the_protocol_the_answer_is_spectral_with_its_controls(tmp_path):
+    """A plan without the dissertation's protocol (smoke, like scale2) keeps its one answer and its controls."""
+    line = _closing_line(report.render(summary.summarize(SMOKE, _as_current(tmp_path / "ledger")), {}), "CIFAR-10")
+    assert re.fullmatch(r"- CIFAR-10 \(32 px\): spectral - plain on the last-5-epoch test accuracy is [+-]\d+\.\d "
+                        r"points \(95% CI \[.*\], Welch p = [\d.]+\): \*\*\w+\*\* \(smallest difference detectable "
+                        r"at 80% power: [\d.]+ points\); against the unsharp mask of the same perturbation size "
+                        r"[+-]\d+\.\d points \(95% CI \[.*\]\): \*\*\w+\*\*; crop\+flip \([+-]\d+\.\d points\) is not "
+                        r"a significant gain at this budget, [^;]*\.", line), line
+
+
+def _setup_text(profile, tmp_path) -> str:
+    return report.render(summary.summarize(profile, tmp_path / "empty"), {})
+
+
+def test_per_batch_matching_rows_come_from_the_matching_file(tmp_path):
+    md = _setup_text(PROFILES["robust128"], tmp_path)
+    sizes = json.loads(MATCHING.read_text())["sizes"]
+    for title, name, size in (("Imagenette", "imagenette", 128), ("CIFAR-10", "cifar10", 32)):
+        e = sizes[name][str(size)]["per-batch"]
+        assert (f"| {title} | 512 of its 'train' split ({name}.zip) | {size} | 128 | 1 | [{e['amount'][0]:g}, "
+                f"{e['amount'][1]:g}) | {e['spectral_norm']:.2f} | {e['unsharp_norm']:.2f} | "
+                f"{e['spectral_norm_sd']:.2f} / {e['unsharp_norm_sd']:.2f} |") in md
+    assert "Per batch one amount a is drawn" in md and "matched in the mean and in the spread over batches" in md
+    # A plan whose unsharp-concat flags are not the measured ones gets no row, and says so.
+    prof = PROFILES["robust128"]
+    cifar = prof.dataset("cifar10")
+    hand = replace(cifar, protocol_unsharp=tuple((f, "1,2" if f == "unsharp-amount" else v)
+                                                 for f, v in cifar.protocol_unsharp))
+    md = _setup_text(replace(prof, datasets=(prof.dataset("imagenette"), hand)), tmp_path)
+    assert "Not matched per batch at the profile's image size: CIFAR-10." in md
+    assert "| CIFAR-10 | 512 of its 'train' split (cifar10.zip) | 32 | 128 |" not in md
+    assert "| Imagenette | 512 of its 'train' split (imagenette.zip) | 128 | 128 |" in md
+    assert "The protocol's matched control" not in _setup_text(PROFILES["scale2"], tmp_path)
+
+
+def _conditions_line(md: str) -> str:
+    return next(x for x in md.splitlines() if x.startswith("Conditions, all at the same budget"))
+
+
+def test_setup_lists_the_conditions_the_profile_trains(tmp_path):
+    robust = _conditions_line(_setup_text(PROFILES["robust128"], tmp_path))
+    assert "spectral + crop+flip" not in robust
+    assert "horizontal flip, the standard augmentation and the *positive control*. Of these, Imagenette trains only " \
+           "plain and spectral. Each seed draws" in robust
+    scale2 = _conditions_line(_setup_text(PROFILES["scale2"], tmp_path))
+    assert "**unsharp mask**: the matched non-spectral control (below); **crop+flip**" in scale2
+    assert "**spectral + crop+flip**: both. Each seed draws" in scale2 and "Of these" not in scale2
+    assert "unsharp mask" not in _conditions_line(_setup_text(PROFILES["scale"], tmp_path))   # it had no control
+
+
+def test_a_channels_last_profile_shows_the_format_measurement(tmp_path, monkeypatch):
+    best = [{"image_size": size, "batch": 128, "layout": layout, "format": fmt, "images_per_s": rate, "tries": [rate]}
+            for size, layout, fmt, rate in ((32, "1x2", "contiguous", 500.0), (32, "1x2", "channels_last", 550.0),
+                                            (32, "2x1", "contiguous", 600.0), (32, "2x1", "channels_last", 600.0),
+                                            (128, "1x2", "contiguous", 30.0), (128, "1x2", "channels_last", 40.0),
+                                            (128, "1x2", "compile", 33.0))]
+    measured = {"command": "python -m experiments.throughput --formats contiguous,channels_last,compile",
+                "measured": "2030-01-02", "machine": {"cpu": "Some CPU", "cores": 2, "torch": "9.9"},
+                "seconds_per_configuration": 30.0, "best": best, "format_ratios": throughput.format_ratios(best)}
+    path = tmp_path / "formats.json"
+    path.write_text(json.dumps(measured))
+    monkeypatch.setattr(report, "FORMATS_THROUGHPUT", path)
+    md = _setup_text(PROFILES["robust128"], tmp_path)
+    assert ("with `python -m experiments.throughput --formats contiguous,channels_last,compile` (Some CPU, 2 cores, "
+            "torch 9.9, 2030-01-02;") in md
+    assert ("In the profile's layout (1 run × 2 threads) channels_last / contiguous is 1.10 at 32 px (batch 128) and "
+            "1.33 at 128 px (batch 128).") in md and "The file holds no measurement" not in md
+    assert ("| image size | batch | layout | contiguous, images/s | channels_last, images/s | compile, images/s | "
+            "channels_last / contiguous |") in md
+    assert "| 32 | 128 | 1 run × 2 threads (the profile's) | 500.0 | 550.0 | – | 1.10 |" in md
+    assert "| 32 | 128 | 2 runs × 1 thread | 600.0 | 600.0 | – | 1.00 |" in md
+    assert "| 128 | 128 | 1 run × 2 threads (the profile's) | 30.0 | 40.0 | 33.0 | 1.33 |" in md
+    assert "The batch size was chosen by measuring" in md
+    scale2 = _setup_text(PROFILES["scale2"], tmp_path)
+    assert "channels_last" not in scale2 and "The batch size and the layout (runs at once × threads) were" in scale2
+
+
+def test_replication_compares_the_conditions_both_profiles_train_at_one_budget(tmp_path):
+    """robust128's CIFAR-10 runs against scale2's (judged against scale2's release, as the report does): plain
+    agrees, spectral does not, unsharp has one robust128 seed and crop+flip none."""
+    root = tmp_path / "ledger"
+    prof, other = replace(PROFILES["robust128"], release=""), PROFILES["scale2"]
+
+    def main(p, conditions):
+        return [j for j in plan(p) if j.dataset == "cifar10" and j.table == "main" and j.seed < 3
+                and conditions.get(j.condition, 0) > j.seed]
+
+    _relabelled(root, prof, main(prof, {"plain": 3, "spectral": 3, "unsharp": 1}),
+                lambda j: 0.60 + j.seed / 100)
+    ours = {"plain": 0.605, "spectral": 0.55, "unsharp": 0.60}
+    _relabelled(root, other, main(other, {"plain": 3, "spectral": 3, "unsharp": 3}),
+                lambda j: ours[j.condition] + j.seed / 100, manifest=release.load(other.release))
+    md = report.render(summary.summarize(prof, root), {})
+    assert md.count("### Replication of scale2") == 1
+    section = md[md.index("## CIFAR-10"):]
+    assert "### Replication of scale2" in section and "### Replication" not in md[md.index("## Imagenette"):
+                                                                                  md.index("## CIFAR-10")]
+    assert "The conditions robust128 trains as scale2 (release `results-v2`) did:" in section
+    assert "| plain | 3 | 61.0 ± 1.0 | 3 | 61.5 ± 1.0 | -0.5 [-2.8, +1.8] |" in section
+    assert "| spectral | 3 | 61.0 ± 1.0 | 3 | 56.0 ± 1.0 | +5.0 [+2.7, +7.3] | 0.004 |" in section
+    assert "| unsharp mask | 1 | 60.0 (1 seed) | 3 | 61.0 ± 1.0 | – | – |" in section
+    assert "| crop+flip | 0 | – | 0 | – | – | – |" in section
+    assert ("Do robust128's clean numbers replicate scale2's? Plain agrees with scale2 (the 95% CI of Δ includes 0); "
+            f"spectral does not: Δ = {FIVE_APART}, at least 2.7 points from "
+            "agreement; not yet for unsharp mask (1 finished seed in robust128), crop+flip (no finished seed in "
+            "robust128 and no finished seed in scale2); each side needs two finished seeds.") in section
+    assert "Replication" not in report.render(summary.summarize(other, root), {})
 
 
 def test_runs_without_robustness_leave_the_report_as_it_was():
