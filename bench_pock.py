@@ -246,13 +246,13 @@ def bench_batches(data_dir, batches, device, seed) -> list:
 
 def bench_threads(data_dir, cases, threads_list, repeats, seed) -> list:
     """``pock.rof`` on each case's images at every thread count, the counts alternating within each repeat
-    (at least 5: they are short, and a shared machine's speed drifts); the best time of each count and its
-    speed-up over the first count."""
+    (at least 10: they are short, and a shared machine's speed drifts by 1.5x from one second to the next); the
+    best time of each count and its speed-up over the first count."""
     before, rows = torch.get_num_threads(), []
     for n, size in cases:
         f = load_gray(data_dir, size, n, seed)
         best = dict.fromkeys(threads_list, math.inf)
-        for r in range(max(repeats, 5) + 1):                  # the first round warms up
+        for r in range(max(repeats, 10) + 1):                  # the first round warms up
             for threads in threads_list:
                 torch.set_num_threads(threads)
                 t0 = time.perf_counter()

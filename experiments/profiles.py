@@ -322,8 +322,9 @@ def _robust128_datasets() -> tuple:
     # Robustness evaluates its subset 78 times (clean, 15 corruptions x 5 severities, 2 band edits): at 128 px one
     # core evaluates ~32 images/s (by hand), so 500 images take ~20 min a run, a sixth of a plain run's training,
     # left out of the --dry-run hours; CIFAR-10's 1,000 at 32 px (~800 images/s) take ~2 min.
-    # channels_last leaves the maths unchanged and trained 1.33x faster at 128 px with one run on two threads, the
-    # layout whose single run is fastest (results/formats/throughput_cpu.json); at 32 px it is as fast (1.02-1.06x).
+    # channels_last leaves the maths unchanged and trained 1.20x faster at 128 px with one run on two threads, the
+    # layout whose single run is fastest, and 1.07x at 32 px with two runs of one thread; torch.compile gained no more
+    # (1.18x and 1.06x) and is left out (results/formats/throughput_cpu.json, measured with nothing else running).
     fast = (("channels-last", True),)
     base = {k: replace(d, budget=d.budget + fast) for k, d in base.items()}
     return (
@@ -353,9 +354,9 @@ ROBUST128 = Profile(
         "removed and amplified) on a fixed subset of it. Gray images, ResNet-18 with the MLP head, Adam at lr 1e-3, "
         "batch 128, channels_last memory format; one run at a time on two threads (CIFAR-10: two runs, one thread "
         "each)"),
-    # One run at a time on both cores: about the machine's images/s of two 1-thread runs at 128 px (40.4 against
-    # 42.8, results/formats/throughput_cpu.json), and each run ends in half the time, within a 3-hour session.
-    # CIFAR-10 runs 2 x 1 (--jobs 2 --threads-per-job 1): 658 against 550 images/s at 32 px.
+    # One run at a time on both cores: at 128 px with channels_last it trains more images/s than two 1-thread runs
+    # (51.1 against 48.7, results/formats/throughput_cpu.json), and each run ends in half the time, within a 3-hour
+    # session. CIFAR-10 runs 2 x 1 (--jobs 2 --threads-per-job 1): 673 against 516 images/s at 32 px.
     device="cpu", jobs=1, threads=2, report="RESULTS-robust.md", release="results-v3", replicates="scale2",
     datasets=_robust128_datasets(),
     images_per_s=((32, 392), (128, 21)),

@@ -168,7 +168,8 @@ def _layout(layout: str) -> str:
     return f"{runs} run{'s' if runs != 1 else ''} × {threads} thread{'s' if threads != 1 else ''}"
 
 
-def _throughput_note(p) -> list:
+def _throughput_note(s: Summary) -> list:
+    p = s.profile
     tp = read_json(THROUGHPUT) if p.device == "cpu" and not p.generated_data else None
     if not tp:
         return []
@@ -186,12 +187,14 @@ def _throughput_note(p) -> list:
             f"of this network, summed over the runs, with `{tp['command']}` ({tp['machine']['cpu']}, "
             f"{tp['machine']['cores']} cores, {tp['measured']}; `results/throughput_cpu.json`). The best of the "
             "tries counts: other work on the shared machine only slows a try down, a 2-thread run most.",
-            ""] + rows + [""] + _formats_note(p)
+            ""] + rows + [""] + _formats_note(s)
 
 
-def _formats_note(p) -> list:
+def _formats_note(s: Summary) -> list:
     """For a profile that trains channels_last: the measurement of memory formats and layouts that chose them, with
-    channels_last / contiguous in the profile's layout."""
+    channels_last / contiguous in the layout each size's runs used (as the ledger records it; the profile's own
+    before any run)."""
+    p = s.profile
     tp = read_json(FORMATS_THROUGHPUT) if _channels_last(p) else None
     if not tp:
         return []
@@ -199,16 +202,21 @@ def _formats_note(p) -> list:
     ratios = {(r["image_size"], r["batch"], r["layout"]): r["ratio"] for r in tp["format_ratios"]
               if r["format"] == "channels_last"}
     formats = [f for f in FORMATS if any(k[3] == f for k in best)]
-    used = f"{p.jobs}x{p.threads}"
+    ran = {}
+    for size, layout in s.size_layouts:
+        ran.setdefault(size, set()).add(layout)
+    default = f"{p.jobs}x{p.threads}"
     rows = ["| image size | batch | layout | " + " | ".join(f"{f}, images/s" for f in formats)
             + " | channels_last / contiguous |", "|---:|---:|---|" + "---:|" * (len(formats) + 1)]
     for size, batch, layout in sorted({k[:3] for k in best}):
         cells = [best.get((size, batch, layout, f)) for f in formats]
         ratio = ratios.get((size, batch, layout))
-        rows.append(f"| {size} | {batch} | {_layout(layout)}" + (" (the profile's)" if layout == used else "") + " | "
+        rows.append(f"| {size} | {batch} | {_layout(layout)}" + (" (the runs')" if layout in ran.get(size, {default})
+                                                                   else "") + " | "
                     + " | ".join("–" if c is None else f"{c['images_per_s']:,.1f}" for c in cells) + " | "
                     + ("–" if ratio is None else f"{ratio:.2f}") + " |")
-    at = [f"{ratios[k]:.2f} at {k[0]} px (batch {k[1]})" for k in sorted(ratios) if k[2] == used]
+    at = [f"{ratios[k]:.2f} at {k[0]} px (batch {k[1]}, {_layout(k[2])})" for k in sorted(ratios)
+          if k[2] in ran.get(k[0], {default})]
     unmeasured = sorted({dict(d.budget)["image-size"] for d in p.datasets if dict(d.budget).get("channels-last")}
                         - {k[0] for k in best})
     tries = max(len(r["tries"]) for r in tp["best"])
@@ -217,8 +225,8 @@ def _formats_note(p) -> list:
             f"format (the same float32 maths in another memory layout or compiled) and layout, with `{tp['command']}` "
             f"({m['cpu']}, {m['cores']} cores, torch {m['torch']}, {tp['measured']}; "
             f"`{FORMATS_FILE}`; {tp['seconds_per_configuration']:g} s timed per "
-            f"configuration, the best of {tries} tr{'y' if tries == 1 else 'ies'}). In the profile's layout "
-            f"({_layout(used)}) channels_last / contiguous is "
+            f"configuration, the best of {tries} tr{'y' if tries == 1 else 'ies'}). In the layout the runs used, "
+            f"channels_last / contiguous is "
             + (_and(at) if at else "not measured") + "."
             + (f" The file holds no measurement at {_and([f'{s} px' for s in unmeasured])}, where the profile trains "
                f"channels_last too." if unmeasured else ""), ""] + rows + [""]
@@ -342,7 +350,7 @@ def _setup(s: Summary) -> list:
     out += ["How fast the TV engine itself is (`pock.rof`, `pock.spectral` against scikit-image and the "
             "dissertation's solver) is measured by `bench_pock.py`: see the README's "
             "[benchmark section](README.md#benchmark-of-the-tv-engine).", ""]
-    return out + _throughput_note(s.profile)
+    return out + _throughput_note(s)
 
 
 # What each condition of a main table at one budget does (the dissertation's protocol has its own note).

@@ -232,6 +232,8 @@ class Summary:
     commits: tuple = ()               # the first and last commit the current runs started from
     layouts: tuple = field(default_factory=tuple)
     release_commit: str = ""          # the commit of the profile's release (from its manifest)
+    # (image size, "JxT") of the current runs: J runs at once of T threads each, as the runner recorded
+    size_layouts: tuple = field(default_factory=tuple)
 
 
 def _time(text: str) -> datetime.datetime:
@@ -438,6 +440,13 @@ def _layout(lay: dict) -> str:
             f"on {lay.get('device')}")
 
 
+def _size_layouts(profile: Profile, entries: list) -> tuple:
+    size = {d.name: dict(d.budget)["image-size"] for d in profile.datasets}
+    return tuple(sorted({(size[e.run["dataset"]], f"{lay['jobs']}x{lay['threads']}") for e in entries
+                         if e.status == "current" and e.run.get("dataset") in size
+                         and (lay := e.run.get("layout") or {}).get("jobs") and lay.get("threads")}))
+
+
 def _commit_range(runs: list) -> tuple:
     commits = [r.commit or "?" for r in sorted(runs, key=lambda r: (r.interval, r.id))]
     return tuple(dict.fromkeys([commits[0], commits[-1]])) if commits else ()
@@ -516,4 +525,4 @@ def summarize(profile: Profile, root: Path, manifests: Path = release.MANIFESTS)
                    tuple(sorted({r.machine for r in cur})), tuple(sorted({r.data for r in cur})),
                    _commit_range(cur),
                    tuple(sorted({_layout(e.run.get("layout") or {}) for e in entries if e.status == "current"})),
-                   rel["commit"] if rel else "")
+                   rel["commit"] if rel else "", _size_layouts(profile, entries))

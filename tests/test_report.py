@@ -306,13 +306,21 @@ def test_a_channels_last_profile_shows_the_format_measurement(tmp_path, monkeypa
     md = _setup_text(PROFILES["robust128"], tmp_path)
     assert ("with `python -m experiments.throughput --formats contiguous,channels_last,compile` (Some CPU, 2 cores, "
             "torch 9.9, 2030-01-02;") in md
-    assert ("In the profile's layout (1 run × 2 threads) channels_last / contiguous is 1.10 at 32 px (batch 128) and "
-            "1.33 at 128 px (batch 128).") in md and "The file holds no measurement" not in md
+    # no run yet: the profile's layout (1 x 2) at every size
+    assert ("In the layout the runs used, channels_last / contiguous is 1.10 at 32 px (batch 128, 1 run × 2 threads) "
+            "and 1.33 at 128 px (batch 128, 1 run × 2 threads).") in md and "The file holds no measurement" not in md
     assert ("| image size | batch | layout | contiguous, images/s | channels_last, images/s | compile, images/s | "
             "channels_last / contiguous |") in md
-    assert "| 32 | 128 | 1 run × 2 threads (the profile's) | 500.0 | 550.0 | – | 1.10 |" in md
+    assert "| 32 | 128 | 1 run × 2 threads (the runs') | 500.0 | 550.0 | – | 1.10 |" in md
     assert "| 32 | 128 | 2 runs × 1 thread | 600.0 | 600.0 | – | 1.00 |" in md
-    assert "| 128 | 128 | 1 run × 2 threads (the profile's) | 30.0 | 40.0 | 33.0 | 1.33 |" in md
+    assert "| 128 | 128 | 1 run × 2 threads (the runs') | 30.0 | 40.0 | 33.0 | 1.33 |" in md
+    # runs at 32 px recorded two runs of one thread: that row is theirs, 128 px keeps the profile's
+    ran = replace(summary.summarize(PROFILES["robust128"], tmp_path / "empty"), size_layouts=((32, "2x1"),))
+    md = report.render(ran, {})
+    assert ("channels_last / contiguous is 1.00 at 32 px (batch 128, 2 runs × 1 thread) and 1.33 at 128 px (batch 128, "
+            "1 run × 2 threads).") in md
+    assert "| 32 | 128 | 1 run × 2 threads | 500.0 | 550.0 | – | 1.10 |" in md
+    assert "| 32 | 128 | 2 runs × 1 thread (the runs') | 600.0 | 600.0 | – | 1.00 |" in md
     assert "The batch size was chosen by measuring" in md
     scale2 = _setup_text(PROFILES["scale2"], tmp_path)
     assert "channels_last" not in scale2 and "The batch size and the layout (runs at once × threads) were" in scale2
