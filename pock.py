@@ -1012,7 +1012,8 @@ def rof(f: torch.Tensor, lam: Lam, *, tol: float = 1e-4, max_iter: int = 2000,
     return_info : bool
         Also return a :class:`RofInfo`.
     check_every : int
-        Iterations between gap evaluations (each costs about half an iteration).
+        Iterations between gap evaluations (each costs half an iteration to one and a half on CPU,
+        measured at 32-512 px).
     tau : float, optional
         Initial primal step ``tau_0`` (default ``0.25 / lam``); ``sigma_0 = 1/(8 tau_0)``.
     gamma : float, optional
