@@ -275,12 +275,14 @@ def _matching_per_image(m: dict, datasets: list) -> list:
            "on training images at the sweep's size by `python -m experiments.unsharp_match` "
            "(`results/unsharp_matching.json`). At equal size, spectral - unsharp tells whether the TV bands "
            "matter or just a perturbation of that size.", ""]
-    if rows:
-        out += ["| dataset | measured on | size | s (px) | a | spectral E‖w - f‖ | unsharp E‖w - f‖ | "
-                "spectral RMS per pixel |", "|---|---|---:|---:|---|---:|---:|---:|"] + rows + [""]
-    if unmatched:
-        out += [f"Not matched (the profile sets s and a by hand): {', '.join(unmatched)}.", ""]
-    return out
+    return out + _table_and_misses(["| dataset | measured on | size | s (px) | a | spectral E‖w - f‖ | unsharp E‖w - f‖ | "
+                                    "spectral RMS per pixel |", "|---|---|---:|---:|---|---:|---:|---:|"], rows,
+                                   unmatched, "Not matched (the profile sets s and a by hand)")
+
+
+def _table_and_misses(header: list, rows: list, missing: list, why: str) -> list:
+    """A table of ``rows`` under ``header`` where there are rows, then the datasets ``missing`` from it and why."""
+    return (header + rows + [""] if rows else []) + ([f"{why}: {', '.join(missing)}.", ""] if missing else [])
 
 
 def _matching_per_batch(m: dict, datasets: list) -> list:
@@ -304,12 +306,10 @@ def _matching_per_batch(m: dict, datasets: list) -> list:
            f"size by `python -m experiments.unsharp_match --per-batch` (`results/unsharp_matching.json`, under "
            f"\"sizes\"). At equal size, {LABELS['spectral-concat']} - {LABELS['unsharp-concat']} tells whether the TV "
            f"bands matter in the dissertation's protocol.", ""]
-    if rows:
-        out += ["| dataset | measured on | size | batch | s (px) | a | spectral E‖w - f‖ | unsharp E‖w - f‖ | "
-                "sd over batches, spectral / unsharp |", "|---|---|---:|---:|---:|---|---:|---:|---:|"] + rows + [""]
-    if unmatched:
-        out += [f"Not matched per batch at the profile's image size: {', '.join(unmatched)}.", ""]
-    return out
+    return out + _table_and_misses(["| dataset | measured on | size | batch | s (px) | a | spectral E‖w - f‖ | "
+                                    "unsharp E‖w - f‖ | sd over batches, spectral / unsharp |",
+                                    "|---|---|---:|---:|---:|---|---:|---:|---:|"], rows, unmatched,
+                                   "Not matched per batch at the profile's image size")
 
 
 def _examples(s: Summary) -> list:
