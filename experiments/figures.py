@@ -15,13 +15,13 @@ from typing import Optional
 from toolkit.io_utils import atomic_write_bytes
 from toolkit.plots import confusion_colorbar, draw_confusion
 
-from .profiles import CONDITIONS, LABELS
+from .profiles import CONDITIONS, LABELS, PROTOCOL
 from .stats import LAST_K
 from .summary import DatasetSummary, Row, Summary
 
 __all__ = ["accuracy", "curves", "delta", "confusion", "ablation", "robustness", "COLORS"]
 
-COLORS = {c: f"C{i}" for i, c in enumerate(CONDITIONS)}
+COLORS = {c: f"C{i}" for i, c in enumerate(CONDITIONS + PROTOCOL)}
 DPI = 90
 MAX_CLASSES = 12                  # more classes than this cannot be labelled legibly: no confusion figure
 
