@@ -176,10 +176,14 @@ def robustness(d: DatasetSummary, path: Path) -> Optional[str]:
     groups = ("mean",) + rb.families
     others = [row for row in rb.rows if row.key != "plain"]
     width = 0.8 / len(others)
+    points = {i: [(j - 0.4 + width * (i + 0.5), c.comparison) for j, m in enumerate(groups)
+                  if (c := rb.contrasts.get((row.key, m))) is not None and c.comparison is not None]
+              for i, row in enumerate(others)}
+    if not any(points.values()):                  # no condition has two seeds on both sides yet
+        return None
     with _subplots(figsize=(1.6 + 0.35 * len(groups) * (len(others) + 1), 3.4)) as (fig, ax):
         for i, row in enumerate(others):
-            pts = [(j - 0.4 + width * (i + 0.5), c.comparison) for j, m in enumerate(groups)
-                   if (c := rb.contrasts.get((row.key, m))) is not None and c.comparison is not None]
+            pts = points[i]
             if not pts:
                 continue
             ax.errorbar([x for x, _ in pts], [100 * k.diff for _, k in pts],
