@@ -619,11 +619,13 @@ def _robustness(d: DatasetSummary, fig: Optional[str]) -> list:
     return out + ([f"![{d.title} robustness, Δ vs plain per corruption family]({fig})", ""] if fig else [])
 
 
-def _fourier(fig: Optional[str], data: Optional[dict]) -> list:
+def _fourier(fig: Optional[str], data: Optional[dict], expected: tuple = ()) -> list:
     """The Fourier heat map that ``python -m experiments.fourier_heatmap`` makes, with one sentence from its JSON
-    (``{"norm", "images", "conditions": {label: {"error": [[...]], "clean_error"}}, ...}``, errors as fractions)."""
+    (``{"norm", "images", "conditions": {label: {"error": [[...]], "clean_error"}}, ...}``, errors as fractions);
+    ``expected``: the conditions it is to map (CIFAR-10's main table), those not in it yet said so."""
     if not fig or not data:
         return []
+    missing = [LABELS.get(c, c) for c in expected if c not in data["conditions"]]
     words = []
     for name, c in data["conditions"].items():
         e = [v for line in c["error"] for v in line if v == v]        # v == v: skips a frequency left NaN
@@ -634,7 +636,9 @@ def _fourier(fig: Optional[str], data: Optional[dict]) -> list:
     return ["## Fourier heat map", "", f"![Fourier heat map]({fig})", "",
             f"Test error under an additive Fourier-basis perturbation of L2 norm {data['norm']:g}{scale}, one "
             f"frequency at a time, on {data['images']:,} test images (`python -m experiments.fourier_heatmap`), "
-            f"averaged over the map's frequencies: {', '.join(words)}.", ""]
+            f"averaged over the map's frequencies: {', '.join(words)}."
+            + (f" Not mapped yet: {_and(missing)}." if missing else ""),
+            ""]
 
 
 def _color(d: DatasetSummary) -> list:
@@ -938,7 +942,9 @@ def render(s: Summary, figs: dict, fourier: Optional[dict] = None) -> str:
     lines += _setup(s) + _provenance(s)
     for d in s.datasets:
         lines += _dataset(d, {k: v for (ds, k), v in figs.items() if ds == d.name}, s.profile)
-    lines += _fourier(figs.get((None, "fourier")), fourier)
+    cifar = [d.plan for d in s.datasets if d.name == "cifar10"]
+    lines += _fourier(figs.get((None, "fourier")), fourier,
+                      tuple(c for c in cifar[0].main if c in cifar[0].conditions) if cifar else ())
     lines += _gan(s, figs.get((None, "gan"))) + _stale(s) + _closing(s)
     return "\n".join(lines).rstrip("\n") + "\n"
 

@@ -608,6 +608,10 @@ def test_committed_reports_are_what_the_committed_ledger_gives(tmp_path, name):
     for ledger_of in filter(None, (name, prof.replicates)):      # a replication reads the other profile's ledger too
         shutil.copytree(ledger.DEFAULT_ROOT / ledger_of, tmp_path / "results" / "runs" / ledger_of)
     shutil.copy(ROOT / "README.md", tmp_path / "README.md")
+    # the Fourier heat map is another script's output that the report links and quotes: an input, as the ledger is
+    for made in (ROOT / "results" / name).glob(f"{report.FOURIER}.*"):
+        (tmp_path / "results" / name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(made, tmp_path / "results" / name / made.name)
     report.write(summary.summarize(prof, tmp_path / "results" / "runs"), tmp_path)
     assert (tmp_path / prof.report).read_text() == (ROOT / prof.report).read_text(), \
         f"{prof.report} is not what the ledger gives: python run_experiments.py --profile {name} --report-only"
