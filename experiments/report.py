@@ -431,7 +431,9 @@ def _main_table(d: DatasetSummary, base: str = "plain") -> list:
                    f"{_p(r.vs_plain.p if r.vs_plain else None)} | {_pm(r.final)} | {_diff(r.vs_plain_final)} | "
                    f"{_pm(r.train_acc)} | {_rate(r.images_per_s)} |")
     return out + ["", "Train accuracy is the running accuracy over the last epoch's training batches, as trained: "
-                      "augmented, with dropout on.", ""]
+                      "augmented, with dropout on. Training images/s: each run's median over its epochs (evaluation "
+                      "excluded), so that an epoch slowed by other work on the shared machine does not set it; mean "
+                      "over seeds.", ""]
 
 
 def verdict_line(c: Optional[Contrast], what: str) -> str:
@@ -927,7 +929,7 @@ def _closing(s: Summary) -> list:
                       for d in done if any(r.key == "plain" for r in d.main))
     return ["## Closing note", "",
             f"The current runs took {_duration(s.wall_seconds)} of wall-clock time ({s.counts['done']} of "
-            f"{s.planned} jobs). Training images/s per run (plain, mean over seeds): {rates}.", "",
+            f"{s.planned} jobs). Training images/s per run (plain; a run's median epoch, mean over seeds): {rates}.", "",
             _holds(done), ""] + \
         [f"- {d.title} ({_flags(d)['image-size']} px): {answer(d)}" for d in done] + \
         ([f"- GAN on CelebA faces: {gan_answer(s.gan)}"] if s.gan is not None else []) + [""]

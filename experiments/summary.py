@@ -264,6 +264,16 @@ def _robustness(path: Path) -> Optional[Robustness]:
         tuple(r.get("left_out", {}).items()), tuple(r.get("seconds", {}).items()))
 
 
+def _median_rate(metrics: list) -> Optional[float]:
+    """A run's training images/s: the median over its epochs, so that epochs slowed by other work on a shared
+    machine (or a run paused for a while) do not set it; None without per-epoch rates."""
+    rates = sorted(m["images_per_s"] for m in metrics if m.get("images_per_s"))
+    if not rates:
+        return None
+    mid = len(rates) // 2
+    return rates[mid] if len(rates) % 2 else 0.5 * (rates[mid - 1] + rates[mid])
+
+
 def _record(e: ledger.Entry) -> RunRecord:
     run = e.run
     res = read_json(e.path / "train" / "results.json") or {}
@@ -272,7 +282,8 @@ def _record(e: ledger.Entry) -> RunRecord:
     return RunRecord(
         id=e.id, dataset=run["dataset"], table=run["table"], condition=run["condition"], seed=run["seed"],
         gains=run.get("gains", MAIN_GAINS), status=e.status, reason=e.reason, test_acc=res.get("test_acc"),
-        train_acc=res.get("final_train_acc"), images_per_s=res.get("images_per_s"), epochs=res.get("epochs"),
+        train_acc=res.get("final_train_acc"), images_per_s=_median_rate(metrics) or res.get("images_per_s"),
+        epochs=res.get("epochs"),
         steps=res.get("steps"), train_images=res.get("train_images"), test_images=res.get("test_images"),
         curve=tuple((m["epoch"], m["test_acc"]) for m in metrics if "test_acc" in m),
         seconds=run["seconds"], interval=(_time(run["started"]), _time(run["finished"])),

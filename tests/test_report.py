@@ -404,3 +404,11 @@ def test_every_class_folder_of_the_imagenette_archive_has_a_name():
     with zipfile.ZipFile(archive) as z:
         ids = {n.split("/")[1] for n in z.namelist() if n.count("/") >= 2 and n.split("/")[1]}
     assert len(ids) == 10 and all(i in WNID_NAMES for i in ids), sorted(ids - set(WNID_NAMES))
+
+
+def test_a_run_s_training_rate_is_its_median_epoch():
+    # two epochs slowed by other work on the machine (or a paused run) do not set the rate; the mean would
+    epochs = [{"images_per_s": r} for r in (300.0, 40.0, 310.0, 290.0, 25.0)]
+    assert summary._median_rate(epochs) == 290.0
+    assert summary._median_rate(epochs[:4]) == 295.0
+    assert summary._median_rate([{"epoch": 1}]) is None
