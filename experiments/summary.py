@@ -18,6 +18,7 @@ import csv
 import datetime
 import io
 import json
+import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,11 +268,8 @@ def _robustness(path: Path) -> Optional[Robustness]:
 def _median_rate(metrics: list) -> Optional[float]:
     """A run's training images/s: the median over its epochs, so that epochs slowed by other work on a shared
     machine (or a run paused for a while) do not set it; None without per-epoch rates."""
-    rates = sorted(m["images_per_s"] for m in metrics if m.get("images_per_s"))
-    if not rates:
-        return None
-    mid = len(rates) // 2
-    return rates[mid] if len(rates) % 2 else 0.5 * (rates[mid - 1] + rates[mid])
+    rates = [m["images_per_s"] for m in metrics if m.get("images_per_s")]
+    return statistics.median(rates) if rates else None
 
 
 def _record(e: ledger.Entry) -> RunRecord:
