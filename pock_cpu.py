@@ -220,16 +220,32 @@ def _sum_blocks(i, sums, out):
 
 
 
-def _steps(table, row, it, i, k):
-    r, t = row[i], it[i] + k
+def _steps(table, r, t):
     return table[r, t, 0], table[r, t, 1], table[r, t, 2]
 
 
+def _screen_passes(out, i, screen, relative, flat, floor_units, npix):
+    """Whether image i's gap terms ``out[i]`` pass the screen of ``pock._Slots.test``, with its arithmetic
+    in its order (float64, no contraction, so both decide alike): ``screen[i]`` is (lam, tol, the first flow
+    step's fidelity)."""
+    lam, tol = screen[i, 0], screen[i, 1]
+    fidelity = 0.5 * lam * out[i, 1]
+    dual = -lam * out[i, 2]
+    gap = (out[i, 0] + fidelity - dual) / npix
+    if relative:
+        size = max(fidelity, flat * screen[i, 2])
+        floor = floor_units * (out[i, 0] + fidelity + abs(dual))
+        tol = max(tol * size, floor) / npix
+    return gap <= tol
+
+
 def _kernel(images, py, px, z, zbar, w, gyf, gxf, f, columns, table, row, it, inv_lam, m, vectorial, one, W, blend, out,
-            R):
-    """``m`` iterations of each image in ``images`` (indices) with the steps ``table[row[i], it[i] + k]``, then
-    the terms of each image's duality gap into ``out`` (skipped when ``out`` has no rows), summed over blocks of
-    ``R`` rows, while the image is still in the caches.
+            R, rounds, screen, relative, flat, floor_units, max_iter):
+    """Rounds of ``m`` iterations of each image in ``images`` (indices) with the steps ``table[row[i], it[i] + k]``
+    (advancing ``it[i]`` by ``m`` a round), each round followed by the terms of the image's duality gap into
+    ``out`` (skipped when ``out`` has no rows), summed over blocks of ``R`` rows, while the image is still in the
+    caches. An image stops after ``rounds`` rounds, or before, at the first round after which it passes the
+    screen (:func:`_screen_passes`) or has reached ``max_iter`` iterations.
 
     Arrays are (n, C, H*W), rows of width ``W`` laid end to end: the loops run over whole images, which
     the compiler vectorises; the shifts by 1 and by ``W`` that straddle a row end are the boundary
@@ -243,13 +259,18 @@ def _kernel(images, py, px, z, zbar, w, gyf, gxf, f, columns, table, row, it, in
     sums = np.empty((nb, 3), dtype=np.float64)
     for i in images:
         il = inv_lam[i]
-        for k in range(m):
-            sigma, w_u, w_bar = _steps(table, row, it, i, k)
-            _dual_rows(i, 0, H, py, px, zbar, gyf, gxf, sigma, vectorial, one, W, columns, scale)
-            _primal_rows(i, 0, H, py, px, z, zbar, w, il, w_u, w_bar, one, W)
-        if out.shape[0]:
-            _energy_blocks(i, 0, nb, R, z, w, f, gyf, gxf, blend, vectorial, W, columns, sums, xs, g2)
-            _sum_blocks(i, sums, out)
+        for r in range(rounds):
+            for k in range(m):
+                sigma, w_u, w_bar = _steps(table, row[i], it[i] + k)
+                _dual_rows(i, 0, H, py, px, zbar, gyf, gxf, sigma, vectorial, one, W, columns, scale)
+                _primal_rows(i, 0, H, py, px, z, zbar, w, il, w_u, w_bar, one, W)
+            it[i] += m
+            if out.shape[0]:
+                _energy_blocks(i, 0, nb, R, z, w, f, gyf, gxf, blend, vectorial, W, columns, sums, xs, g2)
+                _sum_blocks(i, sums, out)
+                if r + 1 < rounds and (it[i] >= max_iter or
+                                       _screen_passes(out, i, screen, relative, flat, floor_units, C * HW)):
+                    break
 
 
 def _barrier(sync, j, k, t):
@@ -266,10 +287,11 @@ def _barrier(sync, j, k, t):
 
 
 def _kernel_rows(j, k, sync, images, py, px, z, zbar, w, gyf, gxf, f, columns, table, row, it, inv_lam, m, vectorial,
-                 one, W, blend, out, R, sums):
+                 one, W, blend, out, R, rounds, screen, relative, flat, floor_units, max_iter, sums):
     """Thread ``j`` of ``k``: the band of rows ``H j / k <= y < H (j+1) / k`` of each image in ``images`` in turn,
-    the same arithmetic as :func:`_kernel`, with a barrier after each pass; the gap's terms of its share of the
-    blocks go to the shared ``sums`` and thread 0 adds them up in block order."""
+    the same arithmetic and rounds as :func:`_kernel`, with a barrier after each pass; the gap's terms of its
+    share of the blocks go to the shared ``sums``, thread 0 adds them up in block order, decides whether the
+    image stops and tells the others in ``sync[8 k]``."""
     n, C, HW = z.shape
     H = HW // W
     r0, r1 = H * j // k, H * (j + 1) // k
@@ -281,20 +303,35 @@ def _kernel_rows(j, k, sync, images, py, px, z, zbar, w, gyf, gxf, f, columns, t
     t = 0
     for i in images:
         il = inv_lam[i]
-        for kk in range(m):
-            sigma, w_u, w_bar = _steps(table, row, it, i, kk)
-            _dual_rows(i, r0, r1, py, px, zbar, gyf, gxf, sigma, vectorial, one, W, columns, scale)
-            t += 1
-            _barrier(sync, j, k, t)                     # p of the band above is new before it is read
-            _primal_rows(i, r0, r1, py, px, z, zbar, w, il, w_u, w_bar, one, W)
-            t += 1
-            _barrier(sync, j, k, t)                     # zbar of the band below is new before it is read
-        if out.shape[0]:
-            _energy_blocks(i, b0, b1, R, z, w, f, gyf, gxf, blend, vectorial, W, columns, sums, xs, g2)
-            t += 1
-            _barrier(sync, j, k, t)
-            if j == 0:                                  # sums is not written again before 2 more barriers
-                _sum_blocks(i, sums, out)
+        start = it[i]                                   # read by every thread before thread 0 writes it
+        done = 0
+        for r in range(rounds):
+            for kk in range(m):
+                sigma, w_u, w_bar = _steps(table, row[i], start + done + kk)
+                _dual_rows(i, r0, r1, py, px, zbar, gyf, gxf, sigma, vectorial, one, W, columns, scale)
+                t += 1
+                _barrier(sync, j, k, t)                 # p of the band above is new before it is read
+                _primal_rows(i, r0, r1, py, px, z, zbar, w, il, w_u, w_bar, one, W)
+                t += 1
+                _barrier(sync, j, k, t)                 # zbar of the band below is new before it is read
+            done += m
+            if out.shape[0]:
+                _energy_blocks(i, b0, b1, R, z, w, f, gyf, gxf, blend, vectorial, W, columns, sums, xs, g2)
+                t += 1
+                _barrier(sync, j, k, t)
+                if j == 0:                              # sums is not written again before 2 more barriers
+                    _sum_blocks(i, sums, out)
+                if r + 1 < rounds:
+                    if j == 0:
+                        stop = start + done >= max_iter or _screen_passes(out, i, screen, relative, flat, floor_units,
+                                                                          C * HW)
+                        sync[8 * k] = 1 if stop else 0
+                    t += 1
+                    _barrier(sync, j, k, t)             # the decision is written before it is read
+                    if sync[8 * k]:
+                        break
+        if j == 0:
+            it[i] = start + done
 
 
 if AVAILABLE:
@@ -337,6 +374,8 @@ if AVAILABLE:
     _jit = dict(nogil=True, error_model="numpy", fastmath={"contract"})
     _energy_blocks = numba.njit(nogil=True, error_model="numpy", fastmath={"contract", "reassoc"})(_energy_blocks)
     _sum_blocks, _steps, _barrier = (numba.njit(nogil=True)(fn) for fn in (_sum_blocks, _steps, _barrier))
+    # no fastmath: the screen must decide exactly as pock._Slots.test does on the same numbers
+    _screen_passes = numba.njit(nogil=True)(_screen_passes)
     _dual_rows, _primal_rows = numba.njit(**_jit)(_dual_rows), numba.njit(**_jit)(_primal_rows)
     _kernel_images = numba.njit(cache=True, **_jit)(_kernel)
     _kernel_bands = numba.njit(cache=True, **_jit)(_kernel_rows)
@@ -469,15 +508,21 @@ def split(n_images: int, H: int, W: int, threads: int) -> tuple:
 
 
 def iterate(py, px, z, zbar, w, gyf, gxf, f, columns, table, row, it, inv_lam, active, m: int, vectorial: bool,
-            blend: Optional[float], threads: int) -> Optional[torch.Tensor]:
+            blend: Optional[float], threads: int, screen=None) -> Optional[torch.Tensor]:
     """``m`` iterations in place on contiguous CPU tensors (n, C, H, W) of one float dtype, on up to ``threads``
     threads of this module's own (torch's thread count is not touched).
 
     ``columns`` (H*W,): the weight of the difference along a row, 0 where it would straddle a row end;
     ``table`` (R, T, 3): sigma, primal weight and ``1 + theta`` per row and iteration; ``row``, ``it``
-    (n,) int64; ``inv_lam`` (n,) in the arrays' dtype; ``active`` (n,) bool, the images to iterate (the others are
-    left as they are). With a ``blend``, returns (n, 3) float64: per image
-    ``TV(f + x)``, ``||x||^2`` and ``<f, w> + ||w||^2 / 2`` at ``x = z + blend (w - z)`` after the iterations.
+    (n,) int64, ``it`` advanced here for the images iterated; ``inv_lam`` (n,) in the arrays' dtype; ``active``
+    (n,) bool, the images to iterate (the others are left as they are). With a ``blend``, returns (n, 3)
+    float64: per image ``TV(f + x)``, ``||x||^2`` and ``<f, w> + ||w||^2 / 2`` at ``x = z + blend (w - z)``
+    after the iterations.
+
+    With a ``screen`` (and a ``blend``), ``(per_image, relative, flat, floor_units, max_iter)`` as
+    ``pock._Slots.test`` screens (``per_image`` (n, 3) float64: lam, tol, first fidelity), each image runs rounds
+    of ``m`` iterations until it passes that screen or reaches ``max_iter``: one call instead of one per round
+    (each call costs the wake-up of the threads and a round of Python).
     The result does not depend on ``threads``.
     """
     if not AVAILABLE:
@@ -489,8 +534,14 @@ def iterate(py, px, z, zbar, w, gyf, gxf, f, columns, table, row, it, inv_lam, a
     dtype = z.numpy().dtype.type
     images = active.nonzero().view(-1).numpy()
     R = max(1, ENERGY_BLOCK_PIXELS // W)
+    if screen is None or blend is None:
+        rounds, screen = 1, (np.zeros((n, 3)), False, 0.0, 0.0, 0)
+    else:
+        per_image, relative, flat, floor_units, max_iter = screen
+        rounds = max(1, -(-(max_iter - int(it[active].min())) // m)) if len(images) else 1
+        screen = (per_image.numpy(), bool(relative), float(flat), float(floor_units), int(max_iter))
     args = (*fields, columns.numpy(), *[t.numpy() for t in (table, row, it, inv_lam)], m, vectorial, dtype(1), W,
-            dtype(blend or 0), out.numpy(), R)
+            dtype(blend or 0), out.numpy(), R, rounds, *screen)
     whole, bands = split(len(images), H, W, threads)
     k = max(1, min(threads, whole))
     if k == 1 and whole:
@@ -499,7 +550,7 @@ def iterate(py, px, z, zbar, w, gyf, gxf, f, columns, table, row, it, inv_lam, a
         pieces = [images[whole * j // k:whole * (j + 1) // k] for j in range(k)]
         _crew(k - 1).run([lambda p=p: _kernel_images(p, *args) for p in pieces])
     if whole < len(images):
-        sync = np.zeros(8 * bands, dtype=np.int64)
+        sync = np.zeros(8 * (bands + 1), dtype=np.int64)         # a cache line per thread, and the decision
         sums = np.empty(((H + R - 1) // R, 3), dtype=np.float64)
         rest = images[whole:]
         _crew(bands - 1).run([lambda j=j: _kernel_bands(j, bands, sync, rest, *args, sums) for j in range(bands)])

@@ -710,6 +710,48 @@ def test_cpu_kernel_runs_the_iterations_of_the_torch_path(dtype, shape, vectoria
         assert torch.allclose(-lam64 * e[:, 2], dual, rtol=rtol, atol=1e-9)
 
 
+@pytest.mark.parametrize("threads, row_split", [(1, None), (2, None), (2, 1)])
+def test_one_image_runs_its_rounds_in_one_call_with_the_same_decisions(threads, row_split, monkeypatch):
+    """With one image left, the kernel runs rounds of check_every iterations until its own screen passes, in one
+    call; the screen decides as _Slots.test does, so the solve takes exactly the iterations and returns exactly
+    what it returns with one call per round: rof (absolute tolerance, and stopped by max_iter) and the flow's
+    relative tolerances, with its rows cut into bands or whole."""
+    if row_split is not None:
+        monkeypatch.setattr(pock_cpu, "ROW_SPLIT_MIN_PIXELS", row_split)
+    f = photo(64, names=("coffee",)).float()
+    calls = []
+    iterate = pock_cpu.iterate
+
+    def counted(*args, screen=None, **kw):
+        calls.append(screen is not None)
+        return iterate(*args, screen=screen, **kw)
+
+    def solve():
+        u, info = pock.rof(f, 5.0, tol=1e-6, return_info=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)                     # max_iter is meant to stop it
+            u_cap, info_cap = pock.rof(f, 5.0, tol=1e-12, max_iter=45, return_info=True)
+        dec = pock.spectral(f, N=4)
+        return u, info.gap, info.iters, u_cap, info_cap.gap, info_cap.iters, dec.phi, dec.gap, dec.iters
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        monkeypatch.setattr(pock_cpu, "iterate", counted)
+        rounds = solve()
+        n_rounds, screened = len(calls), all(calls)
+        calls.clear()
+        monkeypatch.setattr(pock_cpu, "iterate", lambda *a, screen=None, **kw: counted(*a, **kw))
+        one_by_one = solve()
+    finally:
+        torch.set_num_threads(before)
+    assert screened and not any(calls)
+    assert n_rounds < len(calls) / 5                # a call per certificate, not per round
+    assert one_by_one[5].item() == 50               # max_iter 45, rounds of 10
+    for a, b in zip(rounds, one_by_one):
+        assert torch.equal(a, b)
+
+
 def test_threads_share_the_work_as_the_doc_says():
     split = pock_cpu.split
     assert split(32, 32, 32, 2) == (32, 1)                  # small images: whole, as many to each thread
