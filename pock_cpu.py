@@ -240,12 +240,12 @@ def _screen_passes(out, i, screen, relative, flat, floor_units, npix):
 
 
 def _kernel(images, py, px, z, zbar, w, gyf, gxf, f, columns, table, row, it, inv_lam, m, vectorial, one, W, blend, out,
-            R, rounds, screen, relative, flat, floor_units, max_iter):
+            R, rounds, screen, relative, flat, floor_units):
     """Rounds of ``m`` iterations of each image in ``images`` (indices) with the steps ``table[row[i], it[i] + k]``
     (advancing ``it[i]`` by ``m`` a round), each round followed by the terms of the image's duality gap into
     ``out`` (skipped when ``out`` has no rows), summed over blocks of ``R`` rows, while the image is still in the
     caches. An image stops after ``rounds`` rounds, or before, at the first round after which it passes the
-    screen (:func:`_screen_passes`) or has reached ``max_iter`` iterations.
+    screen (:func:`_screen_passes`).
 
     Arrays are (n, C, H*W), rows of width ``W`` laid end to end: the loops run over whole images, which
     the compiler vectorises; the shifts by 1 and by ``W`` that straddle a row end are the boundary
@@ -268,8 +268,7 @@ def _kernel(images, py, px, z, zbar, w, gyf, gxf, f, columns, table, row, it, in
             if out.shape[0]:
                 _energy_blocks(i, 0, nb, R, z, w, f, gyf, gxf, blend, vectorial, W, columns, sums, xs, g2)
                 _sum_blocks(i, sums, out)
-                if r + 1 < rounds and (it[i] >= max_iter or
-                                       _screen_passes(out, i, screen, relative, flat, floor_units, C * HW)):
+                if r + 1 < rounds and _screen_passes(out, i, screen, relative, flat, floor_units, C * HW):
                     break
 
 
@@ -287,7 +286,7 @@ def _barrier(sync, j, k, t):
 
 
 def _kernel_rows(j, k, sync, images, py, px, z, zbar, w, gyf, gxf, f, columns, table, row, it, inv_lam, m, vectorial,
-                 one, W, blend, out, R, rounds, screen, relative, flat, floor_units, max_iter, sums):
+                 one, W, blend, out, R, rounds, screen, relative, flat, floor_units, sums):
     """Thread ``j`` of ``k``: the band of rows ``H j / k <= y < H (j+1) / k`` of each image in ``images`` in turn,
     the same arithmetic and rounds as :func:`_kernel`, with a barrier after each pass; the gap's terms of its
     share of the blocks go to the shared ``sums``, thread 0 adds them up in block order, decides whether the
@@ -323,9 +322,7 @@ def _kernel_rows(j, k, sync, images, py, px, z, zbar, w, gyf, gxf, f, columns, t
                     _sum_blocks(i, sums, out)
                 if r + 1 < rounds:
                     if j == 0:
-                        stop = start + done >= max_iter or _screen_passes(out, i, screen, relative, flat, floor_units,
-                                                                          C * HW)
-                        sync[8 * k] = 1 if stop else 0
+                        sync[8 * k] = 1 if _screen_passes(out, i, screen, relative, flat, floor_units, C * HW) else 0
                     t += 1
                     _barrier(sync, j, k, t)             # the decision is written before it is read
                     if sync[8 * k]:
@@ -521,8 +518,9 @@ def iterate(py, px, z, zbar, w, gyf, gxf, f, columns, table, row, it, inv_lam, a
 
     With a ``screen`` (and a ``blend``), ``(per_image, relative, flat, floor_units, max_iter)`` as
     ``pock._Slots.test`` screens (``per_image`` (n, 3) float64: lam, tol, first fidelity), each image runs rounds
-    of ``m`` iterations until it passes that screen or reaches ``max_iter``: one call instead of one per round
-    (each call costs the wake-up of the threads and a round of Python).
+    of ``m`` iterations until it passes that screen or the image furthest on reaches ``max_iter`` (so that none runs
+    past the step table): one call instead of one per round (each call costs the wake-up of the threads and a
+    round of Python).
     The result does not depend on ``threads``.
     """
     if not AVAILABLE:
@@ -535,11 +533,11 @@ def iterate(py, px, z, zbar, w, gyf, gxf, f, columns, table, row, it, inv_lam, a
     images = active.nonzero().view(-1).numpy()
     R = max(1, ENERGY_BLOCK_PIXELS // W)
     if screen is None or blend is None:
-        rounds, screen = 1, (np.zeros((n, 3)), False, 0.0, 0.0, 0)
+        rounds, screen = 1, (np.zeros((n, 3)), False, 0.0, 0.0)
     else:
         per_image, relative, flat, floor_units, max_iter = screen
-        rounds = max(1, -(-(max_iter - int(it[active].min())) // m)) if len(images) else 1
-        screen = (per_image.numpy(), bool(relative), float(flat), float(floor_units), int(max_iter))
+        rounds = max(1, -(-(max_iter - int(it[active].max())) // m)) if len(images) else 1
+        screen = (per_image.numpy(), bool(relative), float(flat), float(floor_units))
     args = (*fields, columns.numpy(), *[t.numpy() for t in (table, row, it, inv_lam)], m, vectorial, dtype(1), W,
             dtype(blend or 0), out.numpy(), R, rounds, *screen)
     whole, bands = split(len(images), H, W, threads)
