@@ -284,7 +284,7 @@ def test_setup_lists_the_conditions_the_profile_trains(tmp_path):
     robust = _conditions_line(_setup_text(PROFILES["robust128"], tmp_path))
     assert "spectral + crop+flip" not in robust
     assert "horizontal flip, the standard augmentation and the *positive control*. Of these, Imagenette trains only " \
-           "plain and spectral. Each seed draws" in robust
+           "plain and spectral (and the dissertation's protocol, below). Each seed draws" in robust
     scale2 = _conditions_line(_setup_text(PROFILES["scale2"], tmp_path))
     assert "**unsharp mask**: the matched non-spectral control (below); **crop+flip**" in scale2
     assert "**spectral + crop+flip**: both. Each seed draws" in scale2 and "Of these" not in scale2
