@@ -190,6 +190,7 @@ def robustness(d: DatasetSummary, path: Path) -> Optional[str]:
                         yerr=[[100 * (k.diff - k.low) for _, k in pts], [100 * (k.high - k.diff) for _, k in pts]],
                         fmt="o", ms=4, capsize=3, color=COLORS.get(row.key, f"C{len(COLORS) + i}"), label=row.label)
         ax.axhline(0, color="0.4", lw=1)
+        ax.set_xlim(-0.5, len(groups) - 0.5)      # every group's slot, even while only one condition has points
         ax.set_xticks(range(len(groups)), ["mean corruption" if g == "mean" else g for g in groups], fontsize=8)
         ax.set(ylabel="Δ accuracy vs plain (points)", title=f"{d.title}: corrupted test images, Δ vs plain, 95% CI")
         ax.title.set_fontsize(9)
