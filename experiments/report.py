@@ -370,7 +370,7 @@ def _conditions(plans: list) -> str:
     listed = "; ".join(f"**{LABELS[c]}**" + (f": {_CONDITION_TEXT[c]}" if c in _CONDITION_TEXT else "")
                        for c in trained)
     fewer = [f"{TITLES[pl.name]} trains only {_and([LABELS[c] for c in trained if c in pl.conditions])}"
-             + (" (and the dissertation's protocol, below)" if "spectral-concat" in pl.conditions else "")
+             + (" (and the dissertation's protocol, below)" if pl.protocol else "")
              for pl in plans if any(c not in pl.conditions for c in trained)]
     return (f"Conditions, all at the same budget (images, epochs, steps): {listed}."
             + (f" Of these, {'; '.join(fewer)}." if fewer else "") + " Each seed draws its own training subset, "
